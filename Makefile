@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make run` and `make test`. Both are idempotent.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format lock clean
+
+# (Re)install only when the dependency set or the package metadata changed.
+$(STAMP): constraints.txt setup.cfg pyproject.toml $(wildcard plugins/*/setup.cfg)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]' $(patsubst %/setup.cfg,-e %,$(wildcard plugins/*/setup.cfg))
+	touch $@
+
+install: $(STAMP)
+
+# The main job on the embedded default dataset (generated on first use).
+run: install
+	$(BIN)/vpr-bench run --method gem --dataset synthetic --preset demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^vpr' > constraints.body
+	{ head -3 constraints.txt; cat constraints.body; } > constraints.new && rm constraints.body && mv constraints.new constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info

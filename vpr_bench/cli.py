@@ -1,0 +1,210 @@
+"""The ``vpr-bench`` command line. It parses options into a ``RunConfig`` and calls the runner."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from vpr_bench import __version__
+from vpr_bench.config import PRESETS, resolve
+from vpr_bench.errors import VPRBenchError
+
+log = logging.getLogger("vpr_bench")
+
+
+def _size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+        return h, w
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected HxW, e.g. 224x224") from None
+
+
+def _ints(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 1,5,10,20") from None
+
+
+def common_options(func):
+    """Options shared by ``run`` and ``eval``; each maps to one dotted config field."""
+    options = [
+        click.option("--method", required=True, help="Method name (see `vpr-bench list`)."),
+        click.option("--dataset", required=True, help="Dataset name, or folder:<path> (see `vpr-bench list`)."),
+        click.option("--data-root", help="Dataset root [default: datasets/<name>]."),
+        click.option("--struct-dir", help="Extra folder holding .mat structure files."),
+        click.option("--layout", type=click.Choice(["auto", "netvlad", "tscm"]), help="Image layout of .mat datasets."),
+        click.option("--preset", default="demo", show_default=True, type=click.Choice(list(PRESETS))),
+        click.option("--backbone", help="timm model name [default: from the preset]."),
+        click.option("--pretrained/--no-pretrained", default=None, help="Use ImageNet weights [default: yes]."),
+        click.option("--pretrained-file", type=click.Path(), help="Local weights file for the backbone."),
+        click.option("--image-size", callback=lambda c, p, v: _size(v), help="HxW [default: from the preset]."),
+        click.option("--batch-size", type=int, help="Images per batch for descriptor extraction."),
+        click.option("--num-workers", type=int, help="DataLoader workers [default: 2]."),
+        click.option("--recall-at", callback=lambda c, p, v: _ints(v), help="N values [default: 1,5,10,20]."),
+        click.option("--pos-radius", type=float, help="Positive radius in metres [default: the dataset's, 25]."),
+        click.option("--drop-queries-without-positives", is_flag=True, default=None,
+                     help="Leave such queries out (the STUN/TSCM release's protocol)."),
+        click.option("--device", help="auto, cpu, cuda or cuda:N [default: auto]."),
+        click.option("--seed", type=int, help="Random seed [default: 1234]."),
+        click.option("--out", type=click.Path(), help="Results folder [default: results]."),
+        click.option("--quiet", is_flag=True, default=None, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_config(preset: str, **o):
+    return resolve(preset, {
+        "data.dataset": o["dataset"], "data.data_root": o["data_root"], "data.struct_dir": o["struct_dir"],
+        "data.layout": o["layout"], "data.image_size": o["image_size"], "data.pos_radius": o["pos_radius"],
+        "data.drop_queries_without_positives": o["drop_queries_without_positives"],
+        "model.method": o["method"], "model.backbone": o["backbone"], "model.pretrained": o["pretrained"],
+        "model.pretrained_file": o["pretrained_file"], "eval.batch_size": o["batch_size"],
+        "eval.num_workers": o["num_workers"], "eval.recall_at": o["recall_at"], "eval.device": o["device"],
+        "eval.split": o.get("split"), "seed": o["seed"], "out": o["out"], "quiet": o["quiet"],
+    })
+
+
+def _setup_logging(quiet: bool) -> None:
+    if not log.handlers or all(isinstance(h, logging.FileHandler) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    for handler in log.handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vpr-bench")
+def cli() -> None:
+    """vpr-bench: train, evaluate and compare visual place recognition methods."""
+
+
+@cli.command()
+@common_options
+def run(**options) -> None:
+    """Run a method on a dataset (train where the method can, then test) and write a result record."""
+    cfg = build_config(**options)
+    _setup_logging(cfg.quiet)
+    from vpr_bench.runner import evaluate_run
+
+    log.info("method %s has no trainer in this version: evaluating it as built", cfg.model.method)
+    run_dir = evaluate_run(cfg, command="run")
+    click.echo(f"record written to {run_dir}")
+
+
+@cli.command("eval")
+@common_options
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--checkpoint", type=click.Path(), help="Weights file or run folder to evaluate.")
+@click.option("--untrained", is_flag=True, help="Evaluate the architecture as built (no checkpoint).")
+def evaluate(checkpoint, untrained, **options) -> None:
+    """Evaluate a method (untrained or from a checkpoint) on one split and write a result record."""
+    if checkpoint and untrained:
+        raise click.UsageError("--checkpoint and --untrained exclude each other")
+    cfg = build_config(**options)
+    _setup_logging(cfg.quiet)
+    from vpr_bench.runner import evaluate_run
+
+    run_dir = evaluate_run(cfg, checkpoint=checkpoint, command="eval")
+    click.echo(f"record written to {run_dir}")
+
+
+@cli.command("list")
+def list_() -> None:
+    """List datasets, methods, metrics and losses, with where each comes from."""
+    from vpr_bench.plugins import plugin_statuses
+    from vpr_bench.registry import ALL_REGISTRIES
+
+    for registry in ALL_REGISTRIES:
+        entries = registry.entries()
+        click.echo(f"{registry.plural}:")
+        width = max((len(e.name) + 6 * e.name.endswith(":") for e in entries), default=0)
+        for e in entries:
+            name = e.name + "<path>" if e.name.endswith(":") else e.name
+            click.echo(f"  {name.ljust(width)}  {e.description}  [{e.source}]")
+        click.echo("")
+    statuses = plugin_statuses()
+    click.echo("plugins:" if statuses else "plugins: none installed")
+    for s in statuses:
+        state = "ok" if s.ok else f"FAILED: {s.error}"
+        click.echo(f"  {s.name} ({s.distribution}, {s.target}): {state}")
+
+
+@cli.command()
+@click.option("--dataset", help="Only runs on this dataset.")
+@click.option("--method", help="Only runs of this method.")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
+def compare(dataset, method, results_dir) -> None:
+    """Print the recorded runs as a table sorted by R@1."""
+    from vpr_bench.results import load_records
+    from vpr_bench.results.table import records_table
+
+    _setup_logging(False)
+    records = load_records(results_dir, dataset=dataset, method=method)
+    if not records:
+        raise VPRBenchError(f"no result records in {results_dir}" + (f" for dataset {dataset}" if dataset else ""))
+    click.echo(records_table(records))
+
+
+@cli.group()
+def datasets() -> None:
+    """Make and inspect datasets."""
+
+
+@datasets.command()
+@click.option("--places", type=click.IntRange(min=1), default=480, show_default=True,
+              help="Database images in the test (and val) split; train has twice as many.")
+@click.option("--queries", type=click.IntRange(min=0), default=0, help="Queries per test split [default: places/2].")
+@click.option("--out", type=click.Path(), required=True, help="Folder to create.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes [default: all cores].")
+def synth(places, queries, out, seed, workers) -> None:
+    """Generate a synthetic street dataset (folder layout) of any size."""
+    from vpr_bench.datasets.synthetic import SynthConfig, generate, is_complete, read_marker
+
+    _setup_logging(False)
+    cfg = SynthConfig(places=places, queries=queries, seed=seed)
+    target = Path(out)
+    if target.exists():
+        if is_complete(target) and read_marker(target)["config"] == cfg.__dict__:
+            click.echo(f"{target} already holds this dataset")
+            return
+        raise VPRBenchError(f"--out {target} already exists; remove it or choose another folder")
+    generate(target, cfg, workers)
+    click.echo(f"synthetic dataset written to {target}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except VPRBenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Dataset readers. Importing this package registers the built-in ones."""
+
+from vpr_bench.datasets import folder, netvlad_mat, synthetic  # noqa: F401  (registration)
+from vpr_bench.datasets.base import DatasetOptions, VPRDataset, default_data_dir
+from vpr_bench.datasets.ground_truth import GroundTruth
+from vpr_bench.datasets.split import Split
+from vpr_bench.registry import DATASETS
+
+
+def build_dataset(spec: str, options: DatasetOptions | None = None) -> VPRDataset:
+    """``pitts30k``, ``synthetic``, ``folder:/path/to/root``, or any plugin's dataset."""
+    return DATASETS.build(spec, options or DatasetOptions())
+
+
+__all__ = ["DatasetOptions", "GroundTruth", "Split", "VPRDataset", "build_dataset", "default_data_dir"]

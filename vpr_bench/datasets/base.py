@@ -1,0 +1,50 @@
+"""What a dataset reader provides, and the options every reader understands."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vpr_bench.datasets.split import Split
+from vpr_bench.errors import DatasetError
+
+LAYOUTS = ("auto", "netvlad", "tscm")
+
+
+def default_data_dir() -> Path:
+    """The default data root: ``$VPR_BENCH_DATA`` or ``./datasets``."""
+    return Path(os.environ.get("VPR_BENCH_DATA", "datasets"))
+
+
+@dataclass
+class DatasetOptions:
+    data_root: str | None = None  # default: <data dir>/<dataset name>
+    struct_dir: str | None = None  # extra place to look for .mat structure files
+    layout: str = "auto"  # image layout of .mat datasets: auto | netvlad | tscm
+    pos_radius: float | None = None  # override the dataset's evaluation radius (metres)
+    train_pos_radius: float | None = None  # override the non-trivial positive radius (metres)
+
+    def root_for(self, name: str) -> Path:
+        return Path(self.data_root) if self.data_root else default_data_dir() / name
+
+
+class VPRDataset:
+    """A named dataset with one or more splits, each loaded on demand."""
+
+    name: str
+    root: Path
+    splits: tuple[str, ...]
+
+    def load_split(self, split: str) -> Split:
+        raise NotImplementedError
+
+    def split(self, split: str, options: DatasetOptions | None = None) -> Split:
+        if split not in self.splits:
+            raise DatasetError(f"{self.name} has no {split!r} split (available: {', '.join(self.splits)})")
+        loaded = self.load_split(split)
+        if options is not None and options.pos_radius is not None:
+            loaded.pos_radius = options.pos_radius
+        if options is not None and options.train_pos_radius is not None:
+            loaded.train_pos_radius = options.train_pos_radius
+        return loaded

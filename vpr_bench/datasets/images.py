@@ -1,0 +1,61 @@
+"""Reading images for descriptor extraction, with errors that name the file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+from vpr_bench.errors import DatasetError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DatasetError(f"cannot read image {path}: {exc}; replace or remove the file") from None
+
+
+def check_readable(path: str | Path) -> None:
+    """Fully decode one image (``verify`` alone misses truncated JPEG data)."""
+    load_rgb(path).load()
+
+
+def eval_transform(image_size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD) -> transforms.Compose:
+    """Resize to (H, W) and normalise; the same for database and queries."""
+    return transforms.Compose([
+        transforms.Resize(tuple(image_size), antialias=True),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ])
+
+
+class ImageList(Dataset):
+    """Images by path → (tensor, index)."""
+
+    def __init__(self, paths: Sequence[str | Path], transform):
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(load_rgb(self.paths[index])), index
+
+
+def unwrap_worker_error(exc: BaseException) -> BaseException:
+    """DataLoader workers re-raise our errors with a whole traceback as the message: keep its last line."""
+    message = str(exc)
+    if isinstance(exc, DatasetError) and "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return DatasetError(last.split(": ", 1)[1] if ": " in last else last)
+    return exc

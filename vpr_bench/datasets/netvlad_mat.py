@@ -1,0 +1,201 @@
+"""Reader for NetVLAD's ``.mat`` dbStruct files (Pittsburgh 30k/250k, Tokyo 24/7, TokyoTM).
+
+Fields are read by name, in either spelling (MATLAB's ``dbImageFns``/``numImages`` or the Python ports'
+``dbImage``/``numDb``) and in any order; only a struct without names is read by position (10 fields,
+or 12 for TokyoTM). Image paths are resolved in NetVLAD's layout (database relative to the root,
+queries under ``queries_real/``) or the TSCM release's (``database/`` and ``query/``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from vpr_bench.datasets.base import LAYOUTS, DatasetOptions, VPRDataset
+from vpr_bench.datasets.folder import FolderDataset
+from vpr_bench.datasets.split import Split
+from vpr_bench.errors import DatasetError
+from vpr_bench.registry import register_dataset
+
+# canonical name → accepted spellings
+FIELDS = {
+    "whichSet": ("whichSet",),
+    "dbImage": ("dbImageFns", "dbImage"),
+    "utmDb": ("utmDb",),
+    "qImage": ("qImageFns", "qImage"),
+    "utmQ": ("utmQ",),
+    "numDb": ("numImages", "numDb"),
+    "numQ": ("numQueries", "numQ"),
+    "posDistThr": ("posDistThr",),
+    "posDistSqThr": ("posDistSqThr",),
+    "nonTrivPosDistSqThr": ("nonTrivPosDistSqThr",),
+}
+POSITIONAL = {
+    10: ("whichSet", "dbImage", "utmDb", "qImage", "utmQ", "numDb", "numQ",
+         "posDistThr", "posDistSqThr", "nonTrivPosDistSqThr"),
+    12: ("whichSet", "dbImage", "utmDb", "dbTimeStamp", "qImage", "utmQ", "qTimeStamp", "numDb", "numQ",
+         "posDistThr", "posDistSqThr", "nonTrivPosDistSqThr"),
+}
+QUERY_DIRS = {"netvlad": ("queries_real",), "tscm": ("query",)}
+DATABASE_DIRS = {"netvlad": ("",), "tscm": ("database",)}
+
+
+def read_db_struct(path: str | Path) -> dict:
+    """The dbStruct of ``path`` as plain Python values, keyed by the canonical names above."""
+    path = Path(path)
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as exc:  # scipy raises ValueError, MatReadError, OSError... for bad files
+        raise DatasetError(f"{path} is not a readable MATLAB .mat file ({exc}); re-download it") from None
+    if "dbStruct" not in mat:
+        keys = ", ".join(k for k in mat if not k.startswith("__")) or "none"
+        raise DatasetError(f"{path} has no 'dbStruct' variable (found: {keys}); expected a NetVLAD dbStruct")
+    struct = mat["dbStruct"]
+    raw = _by_name(struct, path) if struct.dtype.names else _by_position(struct, path)
+    try:
+        values = {
+            "whichSet": _string(raw["whichSet"]),
+            "dbImage": [_string(f) for f in np.asarray(raw["dbImage"]).ravel()],
+            "qImage": [_string(f) for f in np.asarray(raw["qImage"]).ravel()],
+            "utmDb": _utm(raw["utmDb"]),
+            "utmQ": _utm(raw["utmQ"]),
+            "numDb": int(np.asarray(raw["numDb"]).item()),
+            "numQ": int(np.asarray(raw["numQ"]).item()),
+            "posDistThr": float(np.asarray(raw["posDistThr"]).item()),
+            "posDistSqThr": float(np.asarray(raw["posDistSqThr"]).item()),
+            "nonTrivPosDistSqThr": float(np.asarray(raw["nonTrivPosDistSqThr"]).item()),
+        }
+    except (ValueError, TypeError, IndexError) as exc:
+        raise DatasetError(f"{path}: a dbStruct field has an unexpected type or shape ({exc})") from None
+    for names, count, coords in (("dbImage", "numDb", "utmDb"), ("qImage", "numQ", "utmQ")):
+        if not len(values[names]) == values[count] == len(values[coords]):
+            raise DatasetError(
+                f"{path}: {len(values[names])} {names} names, {count}={values[count]} and "
+                f"{len(values[coords])} {coords} coordinates disagree; the file is damaged or not a dbStruct"
+            )
+    return values
+
+
+def _by_name(struct: np.ndarray, path: Path) -> dict:
+    names = struct.dtype.names
+    record = struct.ravel()[0]
+    raw = {}
+    for canonical, spellings in FIELDS.items():
+        found = [s for s in spellings if s in names]
+        if not found:
+            raise DatasetError(
+                f"{path}: dbStruct has no field {' or '.join(spellings)} (fields: {', '.join(names)})"
+            )
+        raw[canonical] = record[found[0]]
+    return raw
+
+
+def _by_position(struct: np.ndarray, path: Path) -> dict:
+    items = list(struct.ravel())
+    if len(items) == 1 and isinstance(items[0], np.ndarray) and items[0].dtype == object:
+        items = list(items[0].ravel())
+    if len(items) not in POSITIONAL:
+        raise DatasetError(
+            f"{path}: unnamed dbStruct with {len(items)} fields; expected 10 (NetVLAD) or 12 (TokyoTM)"
+        )
+    return dict(zip(POSITIONAL[len(items)], items, strict=True))
+
+
+def _string(value) -> str:
+    value = np.asarray(value)
+    while value.dtype == object and value.size == 1:
+        value = np.asarray(value.ravel()[0])
+    return str(value.ravel()[0]) if value.ndim else str(value)
+
+
+def _utm(value) -> np.ndarray:
+    utm = np.asarray(value, dtype=np.float64)
+    if utm.ndim != 2 or 2 not in utm.shape:
+        raise ValueError(f"UTM array of shape {utm.shape}, expected 2×N")
+    return utm.T if utm.shape[0] == 2 and utm.shape[1] != 2 else utm
+
+
+class MatDataset(VPRDataset):
+    """A dataset described by NetVLAD dbStruct files, one per split."""
+
+    def __init__(self, name: str, struct_files: dict[str, str], options: DatasetOptions,
+                 query_dirs: tuple[str, ...] = ("queries_real",)):
+        if options.layout not in LAYOUTS:
+            raise DatasetError(f"--layout {options.layout!r} is not one of {', '.join(LAYOUTS)}")
+        self.name = name
+        self.root = options.root_for(name)
+        self.struct_files = struct_files
+        self.splits = tuple(struct_files)
+        self.options = options
+        self.query_dirs = {"netvlad": query_dirs, "tscm": QUERY_DIRS["tscm"]}
+
+    def struct_path(self, split: str) -> Path:
+        filename = self.struct_files[split]
+        places = [Path(d) for d in (self.options.struct_dir,) if d] + [self.root, self.root / "datasets"]
+        for place in places:
+            if (place / filename).is_file():
+                return place / filename
+        raise DatasetError(
+            f"structure file {filename} not found in {', '.join(str(p) for p in places)}; "
+            f"pass --data-root or --struct-dir (see datasets/README.md)"
+        )
+
+    def load_split(self, split: str) -> Split:
+        path = self.struct_path(split)
+        s = read_db_struct(path)
+        layout, db_dir, q_dir = self._resolve_layout(s["dbImage"][0], s["qImage"][0], path)
+        return Split(
+            dataset=self.name,
+            name=split,
+            database_paths=[db_dir / f for f in s["dbImage"]],
+            query_paths=[q_dir / f for f in s["qImage"]],
+            database_utm=s["utmDb"],
+            query_utm=s["utmQ"],
+            pos_radius=s["posDistThr"],
+            train_pos_radius=float(np.sqrt(s["nonTrivPosDistSqThr"])),
+            source=str(path),
+            info={"layout": layout, "struct_file": str(path), "whichSet": s["whichSet"]},
+        )
+
+    def _resolve_layout(self, first_db: str, first_q: str, struct: Path) -> tuple[str, Path, Path]:
+        layouts = ("netvlad", "tscm") if self.options.layout == "auto" else (self.options.layout,)
+        tried = []
+        for layout in layouts:
+            for db_sub in DATABASE_DIRS[layout]:
+                for q_sub in self.query_dirs[layout]:
+                    db_dir, q_dir = self.root / db_sub, self.root / q_sub
+                    if (db_dir / first_db).is_file() and (q_dir / first_q).is_file():
+                        return layout, db_dir, q_dir
+                    tried += [str(db_dir / first_db), str(q_dir / first_q)]
+        raise DatasetError(
+            f"images of {struct.name} not found under {self.root} (tried {', '.join(tried)}); "
+            "check --data-root, or --layout netvlad|tscm"
+        )
+
+
+def _mat_or_folder(name: str, struct_files: dict[str, str], options: DatasetOptions, **kwargs) -> VPRDataset:
+    """The .mat reader, or the folder reader when the root is in the folder layout and has no .mat."""
+    dataset = MatDataset(name, struct_files, options, **kwargs)
+    has_struct = any((p / f).is_file() for f in struct_files.values()
+                     for p in (dataset.root, dataset.root / "datasets", Path(options.struct_dir or dataset.root)))
+    if not has_struct and (dataset.root / "images").is_dir():
+        return FolderDataset(name, dataset.root)
+    return dataset
+
+
+@register_dataset("pitts30k", "Pittsburgh 30k (NetVLAD .mat + images, or folder layout); train/val/test")
+def pitts30k(options: DatasetOptions) -> VPRDataset:
+    return _mat_or_folder("pitts30k", {s: f"pitts30k_{s}.mat" for s in ("train", "val", "test")}, options)
+
+
+@register_dataset("pitts250k", "Pittsburgh 250k (NetVLAD .mat + images, or folder layout); train/val/test")
+def pitts250k(options: DatasetOptions) -> VPRDataset:
+    return _mat_or_folder("pitts250k", {s: f"pitts250k_{s}.mat" for s in ("train", "val", "test")}, options)
+
+
+@register_dataset("tokyo247", "Tokyo 24/7 (NetVLAD tokyo247.mat + images, or folder layout); test only")
+def tokyo247(options: DatasetOptions) -> VPRDataset:
+    return _mat_or_folder("tokyo247", {"test": "tokyo247.mat"}, options,
+                          query_dirs=("247query_v3", "query", "queries_real"))

@@ -1,0 +1,80 @@
+"""The one data model every reader produces: a split of database and query images with ground truth."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vpr_bench.datasets.ground_truth import GroundTruth
+from vpr_bench.errors import DatasetError
+
+DEFAULT_POS_RADIUS = 25.0  # metres: evaluation positives (NetVLAD protocol)
+DEFAULT_TRAIN_POS_RADIUS = 10.0  # metres: "non-trivial" training positives
+
+
+@dataclass
+class Split:
+    dataset: str
+    name: str  # train / val / test
+    database_paths: list[Path]
+    query_paths: list[Path]
+    database_utm: np.ndarray | None = None  # (N, 2) east, north
+    query_utm: np.ndarray | None = None  # (M, 2)
+    pos_radius: float = DEFAULT_POS_RADIUS
+    train_pos_radius: float = DEFAULT_TRAIN_POS_RADIUS
+    explicit_ground_truth: GroundTruth | None = None
+    source: str = ""  # what it was read from, for messages and records
+    info: dict = field(default_factory=dict)  # reader-specific facts worth recording (layout, ...)
+
+    @property
+    def num_database(self) -> int:
+        return len(self.database_paths)
+
+    @property
+    def num_queries(self) -> int:
+        return len(self.query_paths)
+
+    @property
+    def ground_truth_kind(self) -> str:
+        return "list" if self.explicit_ground_truth is not None else "distance"
+
+    def ground_truth(self, radius: float | None = None) -> GroundTruth:
+        """Evaluation ground truth: explicit lists if the dataset has them, else UTM within ``radius``."""
+        if self.explicit_ground_truth is not None:
+            return self.explicit_ground_truth
+        if self.database_utm is None or self.query_utm is None:
+            raise DatasetError(f"{self.source or self.dataset}: no coordinates and no ground-truth lists")
+        return GroundTruth.from_utm(self.database_utm, self.query_utm, radius or self.pos_radius)
+
+    def training_positives(self) -> GroundTruth:
+        """The non-trivial positives used for mining (``train_pos_radius``, 10 m by default)."""
+        return self.ground_truth(self.train_pos_radius)
+
+    def validate(self, sample_images: int = 8, seed: int = 0) -> None:
+        """Fail early, with one clear message, on an empty split, missing or unreadable images."""
+        where = self.source or f"{self.dataset}/{self.name}"
+        if self.num_database == 0:
+            raise DatasetError(f"{where}: the {self.name} split has no database images")
+        if self.num_queries == 0:
+            raise DatasetError(f"{where}: the {self.name} split has no query images")
+        for kind, coords, n in (("database", self.database_utm, self.num_database),
+                                ("query", self.query_utm, self.num_queries)):
+            if coords is not None and coords.shape != (n, 2):
+                raise DatasetError(f"{where}: {kind} coordinates have shape {coords.shape}, expected ({n}, 2)")
+        missing = [p for p in (*self.database_paths, *self.query_paths) if not os.path.isfile(p)]
+        if missing:
+            first = ", ".join(str(p) for p in missing[:3])
+            raise DatasetError(
+                f"{where}: {len(missing)} of {self.num_database + self.num_queries} images are missing "
+                f"(first: {first}); check --data-root and --layout"
+            )
+        from vpr_bench.datasets.images import check_readable
+
+        rng = np.random.default_rng(seed)
+        paths = [*self.database_paths, *self.query_paths]
+        picks = {0, len(paths) - 1, *rng.integers(0, len(paths), size=max(0, sample_images - 2)).tolist()}
+        for i in sorted(picks):
+            check_readable(paths[i])

@@ -1,0 +1,1 @@
+"""Evaluation engine: descriptors → faiss search → Recall@N and cost figures."""

@@ -1,0 +1,102 @@
+"""One evaluation, start to end: split → descriptors → faiss → metrics + cost figures."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vpr_bench.config import RunConfig
+from vpr_bench.datasets.images import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from vpr_bench.datasets.split import Split
+from vpr_bench.evaluation.descriptors import extract, median_ms_per_image
+from vpr_bench.evaluation.matching import search
+from vpr_bench.registry import METRICS
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from vpr_bench.errors import ConfigError
+
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return torch.device(name)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process; and peak allocated GPU memory when on CUDA."""
+    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if device.type == "cuda":
+        peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
+
+
+def evaluate(model: nn.Module, split: Split, cfg: RunConfig, device: torch.device,
+             run_dir: Path | None = None) -> dict:
+    """Metrics and cost figures of ``model`` on ``split``; top-k predictions saved in ``run_dir``."""
+    gt = split.ground_truth(cfg.data.pos_radius)
+    facts = getattr(model, "backbone_facts", {})
+    transform = eval_transform(cfg.data.image_size, facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD))
+    model = model.to(device)
+    common = dict(transform=transform, device=device, batch_size=cfg.eval.batch_size,
+                  num_workers=cfg.eval.num_workers, quiet=cfg.quiet)
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".descriptors-") as tmp:
+        database, db_ms = extract(model, split.database_paths, out_file=Path(tmp) / "database.npy",
+                                  desc=f"{split.name} database", **common)
+        queries, q_ms = extract(model, split.query_paths, desc=f"{split.name} queries", **common)
+        without = gt.queries_without_positives
+        if cfg.data.drop_queries_without_positives and len(without):
+            kept = np.flatnonzero(gt.counts > 0)
+            queries, gt = queries[kept], gt.subset(kept)
+        else:
+            kept = np.arange(len(queries))
+        k = max(cfg.eval.recall_at)
+        distances, predictions, ms_per_query = search(database, queries, k)
+    if len(without):
+        log.warning("%d of %d queries have no positive within %s; they are %s", len(without), split.num_queries,
+                    f"{gt.radius:g} m" if gt.radius else "the ground-truth lists",
+                    "dropped" if cfg.data.drop_queries_without_positives else "kept and count as misses")
+    metrics: dict = {}
+    for entry in METRICS.entries():
+        metrics.update(entry.builder(predictions, gt, cfg.eval.recall_at))
+    if run_dir is not None:
+        np.savez_compressed(run_dir / "predictions.npz", query_index=kept.astype(np.int32),
+                            predictions=predictions.astype(np.int32), distances=distances.astype(np.float16))
+    return {
+        "metrics": metrics,
+        "cost": {
+            "descriptor_dim": int(database.shape[1]),
+            "params": count_parameters(model),
+            "ms_per_image": median_ms_per_image(db_ms + q_ms),
+            "ms_per_query": ms_per_query,
+            "device": str(device),
+            "batch_size": cfg.eval.batch_size,
+            **peak_memory_mb(device),
+        },
+        "protocol": {
+            "split": split.name,
+            "num_database": split.num_database,
+            "num_queries": split.num_queries,
+            "num_queries_evaluated": int(len(kept)),
+            "queries_without_positives": int(len(without)),
+            "queries_without_positives_dropped": bool(cfg.data.drop_queries_without_positives),
+            "ground_truth": gt.kind,
+            "pos_radius_m": gt.radius,
+            "image_size": list(cfg.data.image_size),
+            "index": cfg.eval.index,
+            "source": split.source,
+            **{k: v for k, v in split.info.items() if k in ("layout",)},
+        },
+    }

@@ -1,0 +1,5 @@
+"""Small reusable layers (timm's ``layers/`` idea): pooling and aggregation heads."""
+
+from vpr_bench.layers.gem import GeM, L2Norm
+
+__all__ = ["GeM", "L2Norm"]

@@ -1,0 +1,89 @@
+"""timm backbones, and the one place where pretrained weights are resolved.
+
+Order: ``--pretrained-file PATH`` (timm's own file loader, ``weights_only``) → timm's ``pretrained=True``
+from the hub when it is reachable → the local Hugging Face cache when it is not → a one-line warning
+and random initialisation. Never a crash, never a silent fallback: the outcome is returned and recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+from pathlib import Path
+
+import timm
+from torch import nn
+
+from vpr_bench.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+HUB_HOST = "huggingface.co"
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_hub_file(model_name: str) -> str | None:
+    """A weight file for ``model_name`` already in the local Hugging Face cache, if any."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
+        if filename:
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            if isinstance(found, str):
+                return found
+    return None
+
+
+def create_backbone(name: str, pretrained: bool = True, pretrained_file: str | None = None,
+                    out_index: int | None = None, **kwargs) -> tuple[nn.Module, dict]:
+    """A timm feature extractor returning one feature map, and facts about it.
+
+    ``out_index`` picks the stage (timm ``features_only`` index; ResNet: 3 = after layer3, stride 16);
+    ``None`` keeps the last. The facts: ``channels``, ``reduction``, ``weights`` (where weights came from),
+    ``mean``/``std`` (the normalisation the weights expect).
+    """
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
+        raise ConfigError(f"--backbone {name!r} is not a timm model (similar: {', '.join(close) or 'none'})")
+    create = functools.partial(timm.create_model, name, features_only=True, **kwargs)
+    if out_index is not None:
+        create = functools.partial(create, out_indices=(out_index,))
+    if pretrained_file:
+        path = Path(pretrained_file)
+        if not path.is_file():
+            raise ConfigError(f"--pretrained-file {path} does not exist")
+        try:
+            model = create(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        except Exception as exc:
+            raise CheckpointError(f"cannot load weights from --pretrained-file {path}: {exc}") from None
+        weights = f"file:{path}"
+    elif pretrained and hub_reachable():
+        model, weights = create(pretrained=True), "pretrained:hub"
+    elif pretrained and (cached := _cached_hub_file(name)):
+        model, weights = create(pretrained=True, pretrained_cfg_overlay={"file": cached}), "pretrained:cache"
+    else:
+        if pretrained:
+            log.warning("pretrained weights for %s unavailable (hub unreachable, not cached): "
+                        "random initialisation; pass --pretrained-file PATH to use a local file", name)
+        model, weights = create(pretrained=False), "random"
+    info = model.feature_info
+    cfg = model.pretrained_cfg or {}
+    facts = {"channels": info.channels()[-1], "reduction": info.reduction()[-1], "weights": weights,
+             "mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))), "std": tuple(cfg.get("std", (0.229, 0.224, 0.225)))}
+    return model, facts

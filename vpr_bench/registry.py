@@ -1,0 +1,140 @@
+"""One small generic registry, used for datasets, methods, metrics and losses.
+
+Modelled on timm's ``@register_model`` / ``create_model``: a decorator registers a builder under a name
+with a one-line description; ``build(name, ...)`` calls it. Each entry remembers where it came from
+("built-in" or "plugin:<name>") so ``vpr-bench list`` can say so and name clashes name both sides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from vpr_bench.errors import RegistryError
+
+BUILTIN = "built-in"
+_current_source: contextvars.ContextVar[str] = contextvars.ContextVar("vpr_bench_source", default=BUILTIN)
+
+
+@contextlib.contextmanager
+def registration_source(source: str) -> Iterator[None]:
+    """Everything registered inside this block is attributed to ``source``."""
+    token = _current_source.set(source)
+    try:
+        yield
+    finally:
+        _current_source.reset(token)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    builder: Callable[..., Any]
+    description: str
+    source: str
+
+
+class Registry:
+    """Name → builder. A name ending in ``:`` is a family taking an argument (``folder:<path>``)."""
+
+    def __init__(self, kind: str, plural: str | None = None):
+        self.kind = kind
+        self.plural = plural or kind + "s"
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if not name or name != name.strip():
+            raise RegistryError(f"invalid {self.kind} name {name!r}")
+        if not description or "\n" in description:
+            raise RegistryError(f"{self.kind} {name!r} needs a one-line description")
+
+        def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
+            source = _current_source.get()
+            previous = self._entries.get(name)
+            if previous is not None:
+                raise RegistryError(
+                    f"{self.kind} {name!r} is registered twice: by {previous.source} "
+                    f"({_where(previous.builder)}) and by {source} ({_where(builder)})"
+                )
+            self._entries[name] = Entry(name, builder, description, source)
+            return builder
+
+        return decorator
+
+    def resolve(self, spec: str) -> tuple[Entry, str | None]:
+        """The entry for ``spec`` and, for a family (``name:arg``), its argument."""
+        _ensure_loaded()
+        if spec in self._entries:
+            return self._entries[spec], None
+        prefix, sep, argument = spec.partition(":")
+        if sep and prefix + ":" in self._entries:
+            if not argument:
+                raise RegistryError(f"{self.kind} {spec!r} needs an argument after ':' (e.g. {prefix}:<path>)")
+            return self._entries[prefix + ":"], argument
+        raise RegistryError(f"unknown {self.kind} {spec!r}; valid: {', '.join(self.display_names())}")
+
+    def get(self, name: str) -> Entry:
+        return self.resolve(name)[0]
+
+    def build(self, spec: str, *args: Any, **kwargs: Any) -> Any:
+        entry, argument = self.resolve(spec)
+        if argument is not None:
+            return entry.builder(argument, *args, **kwargs)
+        return entry.builder(*args, **kwargs)
+
+    def entries(self) -> list[Entry]:
+        _ensure_loaded()
+        return sorted(self._entries.values(), key=lambda e: e.name)
+
+    def display_names(self) -> list[str]:
+        return [e.name + "<path>" if e.name.endswith(":") else e.name for e in self.entries()]
+
+    def __contains__(self, name: str) -> bool:
+        _ensure_loaded()
+        return name in self._entries
+
+    def remove_source(self, source: str) -> None:
+        """Forget everything one plugin registered (used when that plugin fails half-way)."""
+        for name in [n for n, e in self._entries.items() if e.source == source]:
+            del self._entries[name]
+
+
+def _where(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+DATASETS = Registry("dataset")
+METHODS = Registry("method")
+METRICS = Registry("metric")
+LOSSES = Registry("loss", "losses")
+ALL_REGISTRIES = (DATASETS, METHODS, METRICS, LOSSES)
+
+register_dataset = DATASETS.register
+register_method = METHODS.register
+register_metric = METRICS.register
+register_loss = LOSSES.register
+
+_loading = False
+_loaded = False
+
+
+def _ensure_loaded() -> None:
+    """Import the built-ins, then the plugins, once, on first use of any registry."""
+    global _loading, _loaded
+    if _loaded or _loading:
+        return
+    _loading = True
+    try:
+        import vpr_bench.datasets  # noqa: F401  (registers the built-in readers)
+        import vpr_bench.evaluation.metrics  # noqa: F401
+        import vpr_bench.losses  # noqa: F401
+        import vpr_bench.methods  # noqa: F401
+        from vpr_bench.plugins import load_plugins
+
+        load_plugins()
+        _loaded = True
+    finally:
+        _loading = False
