@@ -41,4 +41,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
-

@@ -27,7 +27,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"refusing to load {path}: it is not a plain weights file ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a plain weights file ({str(exc).splitlines()[0]})"
+        ) from None
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
@@ -43,4 +45,6 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{path} does not fit this model ({first}); check --method/--backbone") from None
+        raise CheckpointError(
+            f"{path} does not fit this model ({first}); check --method/--backbone"
+        ) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -39,21 +38,35 @@ def common_options(func):
     """Options shared by ``run`` and ``eval``; each maps to one dotted config field."""
     options = [
         click.option("--method", required=True, help="Method name (see `vpr-bench list`)."),
-        click.option("--dataset", required=True, help="Dataset name, or folder:<path> (see `vpr-bench list`)."),
+        click.option(
+            "--dataset", required=True, help="Dataset name, or folder:<path> (see `vpr-bench list`)."
+        ),
         click.option("--data-root", help="Dataset root [default: datasets/<name>]."),
         click.option("--struct-dir", help="Extra folder holding .mat structure files."),
-        click.option("--layout", type=click.Choice(["auto", "netvlad", "tscm"]), help="Image layout of .mat datasets."),
+        click.option(
+            "--layout", type=click.Choice(["auto", "netvlad", "tscm"]), help="Image layout of .mat datasets."
+        ),
         click.option("--preset", default="demo", show_default=True, type=click.Choice(list(PRESETS))),
         click.option("--backbone", help="timm model name [default: from the preset]."),
-        click.option("--pretrained/--no-pretrained", default=None, help="Use ImageNet weights [default: yes]."),
+        click.option(
+            "--pretrained/--no-pretrained", default=None, help="Use ImageNet weights [default: yes]."
+        ),
         click.option("--pretrained-file", type=click.Path(), help="Local weights file for the backbone."),
-        click.option("--image-size", callback=lambda c, p, v: _size(v), help="HxW [default: from the preset]."),
+        click.option(
+            "--image-size", callback=lambda c, p, v: _size(v), help="HxW [default: from the preset]."
+        ),
         click.option("--batch-size", type=int, help="Images per batch for descriptor extraction."),
         click.option("--num-workers", type=int, help="DataLoader workers [default: 2]."),
         click.option("--recall-at", callback=lambda c, p, v: _ints(v), help="N values [default: 1,5,10,20]."),
-        click.option("--pos-radius", type=float, help="Positive radius in metres [default: the dataset's, 25]."),
-        click.option("--drop-queries-without-positives", is_flag=True, default=None,
-                     help="Leave such queries out (the STUN/TSCM release's protocol)."),
+        click.option(
+            "--pos-radius", type=float, help="Positive radius in metres [default: the dataset's, 25]."
+        ),
+        click.option(
+            "--drop-queries-without-positives",
+            is_flag=True,
+            default=None,
+            help="Leave such queries out (the STUN/TSCM release's protocol).",
+        ),
         click.option("--device", help="auto, cpu, cuda or cuda:N [default: auto]."),
         click.option("--seed", type=int, help="Random seed [default: 1234]."),
         click.option("--out", type=click.Path(), help="Results folder [default: results]."),
@@ -65,26 +78,52 @@ def common_options(func):
 
 
 def build_config(preset: str, **o):
-    return resolve(preset, {
-        "data.dataset": o["dataset"], "data.data_root": o["data_root"], "data.struct_dir": o["struct_dir"],
-        "data.layout": o["layout"], "data.image_size": o["image_size"], "data.pos_radius": o["pos_radius"],
-        "data.drop_queries_without_positives": o["drop_queries_without_positives"],
-        "model.method": o["method"], "model.backbone": o["backbone"], "model.pretrained": o["pretrained"],
-        "model.pretrained_file": o["pretrained_file"], "eval.batch_size": o["batch_size"],
-        "eval.num_workers": o["num_workers"], "eval.recall_at": o["recall_at"], "eval.device": o["device"],
-        "eval.split": o.get("split"), "seed": o["seed"], "out": o["out"], "quiet": o["quiet"],
-    })
+    return resolve(
+        preset,
+        {
+            "data.dataset": o["dataset"],
+            "data.data_root": o["data_root"],
+            "data.struct_dir": o["struct_dir"],
+            "data.layout": o["layout"],
+            "data.image_size": o["image_size"],
+            "data.pos_radius": o["pos_radius"],
+            "data.drop_queries_without_positives": o["drop_queries_without_positives"],
+            "model.method": o["method"],
+            "model.backbone": o["backbone"],
+            "model.pretrained": o["pretrained"],
+            "model.pretrained_file": o["pretrained_file"],
+            "eval.batch_size": o["batch_size"],
+            "eval.num_workers": o["num_workers"],
+            "eval.recall_at": o["recall_at"],
+            "eval.device": o["device"],
+            "eval.split": o.get("split"),
+            "seed": o["seed"],
+            "out": o["out"],
+            "quiet": o["quiet"],
+        },
+    )
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (it may be swapped after set-up)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def _setup_logging(quiet: bool) -> None:
-    if not log.handlers or all(isinstance(h, logging.FileHandler) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    handler = next((h for h in log.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         log.addHandler(handler)
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
     log.setLevel(logging.INFO)
-    for handler in log.handlers:
-        if not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
 
 
@@ -157,7 +196,9 @@ def compare(dataset, method, results_dir) -> None:
     _setup_logging(False)
     records = load_records(results_dir, dataset=dataset, method=method)
     if not records:
-        raise VPRBenchError(f"no result records in {results_dir}" + (f" for dataset {dataset}" if dataset else ""))
+        raise VPRBenchError(
+            f"no result records in {results_dir}" + (f" for dataset {dataset}" if dataset else "")
+        )
     click.echo(records_table(records))
 
 
@@ -167,9 +208,16 @@ def datasets() -> None:
 
 
 @datasets.command()
-@click.option("--places", type=click.IntRange(min=1), default=480, show_default=True,
-              help="Database images in the test (and val) split; train has twice as many.")
-@click.option("--queries", type=click.IntRange(min=0), default=0, help="Queries per test split [default: places/2].")
+@click.option(
+    "--places",
+    type=click.IntRange(min=1),
+    default=480,
+    show_default=True,
+    help="Database images in the test (and val) split; train has twice as many.",
+)
+@click.option(
+    "--queries", type=click.IntRange(min=0), default=0, help="Queries per test split [default: places/2]."
+)
 @click.option("--out", type=click.Path(), required=True, help="Folder to create.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes [default: all cores].")
@@ -189,14 +237,16 @@ def synth(places, queries, out, seed, workers) -> None:
     click.echo(f"synthetic dataset written to {target}")
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=args, prog_name="vpr-bench", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
         sys.exit(exc.exit_code)
     except VPRBenchError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -62,11 +62,16 @@ class RunConfig:
         checks = [
             (self.eval.batch_size >= 1, "--batch-size must be ≥ 1"),
             (self.eval.num_workers >= 0, "--num-workers must be ≥ 0"),
-            (all(n >= 1 for n in self.eval.recall_at) and self.eval.recall_at, "--recall-at needs values ≥ 1"),
+            (
+                all(n >= 1 for n in self.eval.recall_at) and self.eval.recall_at,
+                "--recall-at needs values ≥ 1",
+            ),
             (all(s >= 8 for s in self.data.image_size), "--image-size must be at least 8×8"),
             (self.data.pos_radius is None or self.data.pos_radius > 0, "--pos-radius must be > 0"),
-            (self.eval.device in ("auto", "cpu", "cuda") or self.eval.device.startswith("cuda:"),
-             "--device must be auto, cpu, cuda or cuda:N"),
+            (
+                self.eval.device in ("auto", "cpu", "cuda") or self.eval.device.startswith("cuda:"),
+                "--device must be auto, cpu, cuda or cuda:N",
+            ),
             (self.eval.index == "flat", "--index: only 'flat' is available"),
         ]
         for ok, message in checks:
@@ -78,8 +83,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # small backbone and images: the whole run finishes in minutes on 2 CPU cores
     "demo": {"data.image_size": (96, 128), "model.backbone": "resnet18", "eval.batch_size": 32},
     # the paper's setting: 224×224, ResNet-50 cut after layer3 (stride 16)
-    "paper": {"data.image_size": (224, 224), "model.backbone": "resnet50", "model.backbone_stage": 3,
-              "eval.batch_size": 32},
+    "paper": {
+        "data.image_size": (224, 224),
+        "model.backbone": "resnet50",
+        "model.backbone_stage": 3,
+        "eval.batch_size": 32,
+    },
 }
 
 

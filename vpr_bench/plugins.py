@@ -18,7 +18,7 @@ import types
 from dataclasses import dataclass
 from importlib import metadata
 
-from vpr_bench.registry import ALL_REGISTRIES, registration_source
+from vpr_bench.registry import ALL_REGISTRIES, register_builtins, registration_source
 
 GROUP = "vpr_bench.plugins"
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def load_plugins(reload: bool = False) -> list[PluginStatus]:
     global _statuses
     if _statuses is not None and not reload:
         return _statuses
+    register_builtins()  # first, so a plugin can never take a built-in's name
     _statuses = [_load_one(ep) for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name)]
     return _statuses
 

@@ -67,12 +67,14 @@ class Registry:
     def resolve(self, spec: str) -> tuple[Entry, str | None]:
         """The entry for ``spec`` and, for a family (``name:arg``), its argument."""
         _ensure_loaded()
-        if spec in self._entries:
+        if spec in self._entries and not spec.endswith(":"):
             return self._entries[spec], None
         prefix, sep, argument = spec.partition(":")
         if sep and prefix + ":" in self._entries:
             if not argument:
-                raise RegistryError(f"{self.kind} {spec!r} needs an argument after ':' (e.g. {prefix}:<path>)")
+                raise RegistryError(
+                    f"{self.kind} {spec!r} needs an argument after ':' (e.g. {prefix}:<path>)"
+                )
             return self._entries[prefix + ":"], argument
         raise RegistryError(f"unknown {self.kind} {spec!r}; valid: {', '.join(self.display_names())}")
 
@@ -121,17 +123,21 @@ _loading = False
 _loaded = False
 
 
+def register_builtins() -> None:
+    """Import the modules that register the built-ins (idempotent: Python imports a module once)."""
+    import vpr_bench.datasets  # noqa: F401
+    import vpr_bench.evaluation.metrics  # noqa: F401
+    import vpr_bench.losses  # noqa: F401
+    import vpr_bench.methods  # noqa: F401
+
+
 def _ensure_loaded() -> None:
-    """Import the built-ins, then the plugins, once, on first use of any registry."""
+    """Register the built-ins, then the plugins, once, on first use of any registry."""
     global _loading, _loaded
     if _loaded or _loading:
         return
     _loading = True
     try:
-        import vpr_bench.datasets  # noqa: F401  (registers the built-in readers)
-        import vpr_bench.evaluation.metrics  # noqa: F401
-        import vpr_bench.losses  # noqa: F401
-        import vpr_bench.methods  # noqa: F401
         from vpr_bench.plugins import load_plugins
 
         load_plugins()

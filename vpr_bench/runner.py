@@ -27,8 +27,13 @@ def seed_everything(seed: int) -> None:
 
 
 def load_split(cfg: RunConfig, split: str) -> tuple[str, Split]:
-    options = DatasetOptions(cfg.data.data_root, cfg.data.struct_dir, cfg.data.layout,
-                             cfg.data.pos_radius, cfg.data.train_pos_radius)
+    options = DatasetOptions(
+        cfg.data.data_root,
+        cfg.data.struct_dir,
+        cfg.data.layout,
+        cfg.data.pos_radius,
+        cfg.data.train_pos_radius,
+    )
     dataset = build_dataset(cfg.data.dataset, options)
     loaded = dataset.split(split, options)
     loaded.validate()
@@ -53,15 +58,28 @@ def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "
     run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
     handler = attach_log(run_dir)
     try:
-        log.info("%s: %s on %s/%s (%d database, %d queries), run %s", command, cfg.model.method, dataset_name,
-                 split.name, split.num_database, split.num_queries, run_dir)
+        log.info(
+            "%s: %s on %s/%s (%d database, %d queries), run %s",
+            command,
+            cfg.model.method,
+            dataset_name,
+            split.name,
+            split.num_database,
+            split.num_queries,
+            run_dir,
+        )
         result = evaluate(model, split, cfg, device, run_dir)
         facts = getattr(model, "backbone_facts", {})
         record = {
-            "method": cfg.model.method, "dataset": dataset_name, "command": command,
-            "backbone": cfg.model.backbone, "preset": cfg.preset, "seed": cfg.seed,
+            "method": cfg.model.method,
+            "dataset": dataset_name,
+            "command": command,
+            "backbone": cfg.model.backbone,
+            "preset": cfg.preset,
+            "seed": cfg.seed,
             "weights": f"checkpoint:{checkpoint}" if checkpoint else facts.get("weights", "unknown"),
-            "trained": bool(checkpoint), **result,
+            "trained": bool(checkpoint),
+            **result,
         }
         write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
         m = result["metrics"]

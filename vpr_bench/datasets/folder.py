@@ -74,7 +74,9 @@ class FolderDataset(VPRDataset):
                 raise DatasetError(f"{folder / part} does not exist: expected {folder}/{{database,queries}}/")
             parts[part] = list_images(folder / part)
             if not parts[part]:
-                raise DatasetError(f"{folder / part} holds no .jpg/.jpeg/.png images: the {split} split is empty")
+                raise DatasetError(
+                    f"{folder / part} holds no .jpg/.jpeg/.png images: the {split} split is empty"
+                )
         return Split(
             dataset=self.name,
             name=split,
@@ -87,7 +89,9 @@ class FolderDataset(VPRDataset):
         )
 
 
-@register_dataset("folder:", "any dataset in the folder layout: images/<split>/{database,queries}, UTM in names")
+@register_dataset(
+    "folder:", "any dataset in the folder layout: images/<split>/{database,queries}, UTM in names"
+)
 def folder_dataset(path: str, options: DatasetOptions) -> FolderDataset:
     root = Path(path)
     return FolderDataset(f"folder-{root.resolve().name}", root)

@@ -64,7 +64,9 @@ class GroundTruth:
         """Positives = database images within ``radius`` metres (KD-tree radius search, no dense matrix)."""
         database_utm = np.asarray(database_utm, dtype=np.float64)
         query_utm = np.asarray(query_utm, dtype=np.float64)
-        pairs = cKDTree(query_utm).sparse_distance_matrix(cKDTree(database_utm), radius, output_type="ndarray")
+        pairs = cKDTree(query_utm).sparse_distance_matrix(
+            cKDTree(database_utm), radius, output_type="ndarray"
+        )
         q_idx, db_idx = pairs["i"], pairs["j"]
         order = np.lexsort((db_idx, q_idx))
         q_idx, db_idx = q_idx[order], db_idx[order]

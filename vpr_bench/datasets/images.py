@@ -31,11 +31,13 @@ def check_readable(path: str | Path) -> None:
 
 def eval_transform(image_size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD) -> transforms.Compose:
     """Resize to (H, W) and normalise; the same for database and queries."""
-    return transforms.Compose([
-        transforms.Resize(tuple(image_size), antialias=True),
-        transforms.ToTensor(),
-        transforms.Normalize(mean, std),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize(tuple(image_size), antialias=True),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
 
 
 class ImageList(Dataset):

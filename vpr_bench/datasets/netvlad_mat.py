@@ -33,10 +33,32 @@ FIELDS = {
     "nonTrivPosDistSqThr": ("nonTrivPosDistSqThr",),
 }
 POSITIONAL = {
-    10: ("whichSet", "dbImage", "utmDb", "qImage", "utmQ", "numDb", "numQ",
-         "posDistThr", "posDistSqThr", "nonTrivPosDistSqThr"),
-    12: ("whichSet", "dbImage", "utmDb", "dbTimeStamp", "qImage", "utmQ", "qTimeStamp", "numDb", "numQ",
-         "posDistThr", "posDistSqThr", "nonTrivPosDistSqThr"),
+    10: (
+        "whichSet",
+        "dbImage",
+        "utmDb",
+        "qImage",
+        "utmQ",
+        "numDb",
+        "numQ",
+        "posDistThr",
+        "posDistSqThr",
+        "nonTrivPosDistSqThr",
+    ),
+    12: (
+        "whichSet",
+        "dbImage",
+        "utmDb",
+        "dbTimeStamp",
+        "qImage",
+        "utmQ",
+        "qTimeStamp",
+        "numDb",
+        "numQ",
+        "posDistThr",
+        "posDistSqThr",
+        "nonTrivPosDistSqThr",
+    ),
 }
 QUERY_DIRS = {"netvlad": ("queries_real",), "tscm": ("query",)}
 DATABASE_DIRS = {"netvlad": ("",), "tscm": ("database",)}
@@ -114,14 +136,19 @@ def _utm(value) -> np.ndarray:
     utm = np.asarray(value, dtype=np.float64)
     if utm.ndim != 2 or 2 not in utm.shape:
         raise ValueError(f"UTM array of shape {utm.shape}, expected 2×N")
-    return utm.T if utm.shape[0] == 2 and utm.shape[1] != 2 else utm
+    return utm.T if utm.shape[0] == 2 else utm  # the format is 2×N; accept N×2 from other writers
 
 
 class MatDataset(VPRDataset):
     """A dataset described by NetVLAD dbStruct files, one per split."""
 
-    def __init__(self, name: str, struct_files: dict[str, str], options: DatasetOptions,
-                 query_dirs: tuple[str, ...] = ("queries_real",)):
+    def __init__(
+        self,
+        name: str,
+        struct_files: dict[str, str],
+        options: DatasetOptions,
+        query_dirs: tuple[str, ...] = ("queries_real",),
+    ):
         if options.layout not in LAYOUTS:
             raise DatasetError(f"--layout {options.layout!r} is not one of {', '.join(LAYOUTS)}")
         self.name = name
@@ -178,8 +205,11 @@ class MatDataset(VPRDataset):
 def _mat_or_folder(name: str, struct_files: dict[str, str], options: DatasetOptions, **kwargs) -> VPRDataset:
     """The .mat reader, or the folder reader when the root is in the folder layout and has no .mat."""
     dataset = MatDataset(name, struct_files, options, **kwargs)
-    has_struct = any((p / f).is_file() for f in struct_files.values()
-                     for p in (dataset.root, dataset.root / "datasets", Path(options.struct_dir or dataset.root)))
+    has_struct = any(
+        (p / f).is_file()
+        for f in struct_files.values()
+        for p in (dataset.root, dataset.root / "datasets", Path(options.struct_dir or dataset.root))
+    )
     if not has_struct and (dataset.root / "images").is_dir():
         return FolderDataset(name, dataset.root)
     return dataset
@@ -197,5 +227,58 @@ def pitts250k(options: DatasetOptions) -> VPRDataset:
 
 @register_dataset("tokyo247", "Tokyo 24/7 (NetVLAD tokyo247.mat + images, or folder layout); test only")
 def tokyo247(options: DatasetOptions) -> VPRDataset:
-    return _mat_or_folder("tokyo247", {"test": "tokyo247.mat"}, options,
-                          query_dirs=("247query_v3", "query", "queries_real"))
+    return _mat_or_folder(
+        "tokyo247", {"test": "tokyo247.mat"}, options, query_dirs=("247query_v3", "query", "queries_real")
+    )
+
+
+NETVLAD_FIELD_ORDER = (
+    "whichSet",
+    "dbImageFns",
+    "utmDb",
+    "qImageFns",
+    "utmQ",
+    "numImages",
+    "numQueries",
+    "posDistThr",
+    "posDistSqThr",
+    "nonTrivPosDistSqThr",
+)
+
+
+def write_db_struct(
+    path: str | Path,
+    which_set: str,
+    db_images: list[str],
+    db_utm: np.ndarray,
+    q_images: list[str],
+    q_utm: np.ndarray,
+    pos_dist: float = 25.0,
+    non_triv_dist: float = 10.0,
+    field_order: tuple[str, ...] = NETVLAD_FIELD_ORDER,
+    extra: dict | None = None,
+) -> None:
+    """Write a NetVLAD dbStruct (MATLAB names, cells of paths, 2×N UTM), e.g. to convert a dataset."""
+    values = {
+        "whichSet": which_set,
+        "dbImageFns": _cell(db_images),
+        "utmDb": np.asarray(db_utm, float).T,
+        "qImageFns": _cell(q_images),
+        "utmQ": np.asarray(q_utm, float).T,
+        "numImages": len(db_images),
+        "numQueries": len(q_images),
+        "posDistThr": pos_dist,
+        "posDistSqThr": pos_dist**2,
+        "nonTrivPosDistSqThr": non_triv_dist**2,
+        **(extra or {}),
+    }
+    struct = np.empty((1, 1), dtype=[(name, object) for name in field_order])
+    for name in field_order:
+        struct[0, 0][name] = values[name]
+    scipy.io.savemat(str(path), {"dbStruct": struct})
+
+
+def _cell(strings: list[str]) -> np.ndarray:
+    cell = np.empty((len(strings), 1), dtype=object)
+    cell[:, 0] = strings
+    return cell

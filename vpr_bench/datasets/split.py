@@ -60,10 +60,14 @@ class Split:
             raise DatasetError(f"{where}: the {self.name} split has no database images")
         if self.num_queries == 0:
             raise DatasetError(f"{where}: the {self.name} split has no query images")
-        for kind, coords, n in (("database", self.database_utm, self.num_database),
-                                ("query", self.query_utm, self.num_queries)):
+        for kind, coords, n in (
+            ("database", self.database_utm, self.num_database),
+            ("query", self.query_utm, self.num_queries),
+        ):
             if coords is not None and coords.shape != (n, 2):
-                raise DatasetError(f"{where}: {kind} coordinates have shape {coords.shape}, expected ({n}, 2)")
+                raise DatasetError(
+                    f"{where}: {kind} coordinates have shape {coords.shape}, expected ({n}, 2)"
+                )
         missing = [p for p in (*self.database_paths, *self.query_paths) if not os.path.isfile(p)]
         if missing:
             first = ", ".join(str(p) for p in missing[:3])

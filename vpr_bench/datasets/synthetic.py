@@ -58,8 +58,12 @@ class SynthConfig:
 def _street_utm(split: str, street: int) -> tuple[np.ndarray, np.ndarray]:
     """Origin and unit direction of a street, in UTM metres."""
     rng = np.random.default_rng([SPLITS[split], street, 7])
-    origin = np.array([ORIGIN[0] + SPLITS[split] * 40 * GRID_M + (street % 40) * GRID_M,
-                       ORIGIN[1] + (street // 40) * GRID_M])
+    origin = np.array(
+        [
+            ORIGIN[0] + SPLITS[split] * 40 * GRID_M + (street % 40) * GRID_M,
+            ORIGIN[1] + (street // 40) * GRID_M,
+        ]
+    )
     angle = rng.uniform(0, 2 * math.pi)
     return origin, np.array([math.cos(angle), math.sin(angle)])
 
@@ -67,8 +71,10 @@ def _street_utm(split: str, street: int) -> tuple[np.ndarray, np.ndarray]:
 def _file_name(utm: np.ndarray, heading: float, pitch: float, pano: str) -> str:
     lat = 40.44 + (utm[1] - ORIGIN[1]) / 111_320  # rough, for the name's lat/lon fields only
     lon = -79.99 + (utm[0] - ORIGIN[0]) / (111_320 * math.cos(math.radians(40.44)))
-    return (f"@{utm[0]:010.2f}@{utm[1]:010.2f}@17@T@{lat:.6f}@{lon:.6f}@{pano}@@{heading:.0f}@{pitch:.0f}"
-            f"@@@@synthetic@.jpg")
+    return (
+        f"@{utm[0]:010.2f}@{utm[1]:010.2f}@17@T@{lat:.6f}@{lon:.6f}@{pano}@@{heading:.0f}@{pitch:.0f}"
+        f"@@@@synthetic@.jpg"
+    )
 
 
 def _render_street(job: tuple) -> None:
@@ -80,17 +86,35 @@ def _render_street(job: tuple) -> None:
     to_facade = np.array([-direction[1], direction[0]])
     street_heading = math.degrees(math.atan2(to_facade[0], to_facade[1]))
     size = (cfg.width, cfg.height)
-    views = [("database", i, View(x, cfg.db_distance, 2.0, 0.0, math.radians(12)), 0.15) for i, x in enumerate(db_xs)]
+    views = [
+        ("database", i, View(x, cfg.db_distance, 2.0, 0.0, math.radians(12)), 0.15)
+        for i, x in enumerate(db_xs)
+    ]
     span = (db_xs[0], db_xs[-1]) if len(db_xs) else (0.0, cfg.street_length)
     for i in range(query_count):
-        views.append(("queries", i, View(x=rng.uniform(*span), distance=cfg.db_distance + rng.uniform(-4, 3),
-                                         height=rng.uniform(1.5, 2.6), yaw=math.radians(rng.uniform(-25, 25)),
-                                         pitch=math.radians(rng.uniform(6, 18))), 1.0))
+        views.append(
+            (
+                "queries",
+                i,
+                View(
+                    x=rng.uniform(*span),
+                    distance=cfg.db_distance + rng.uniform(-4, 3),
+                    height=rng.uniform(1.5, 2.6),
+                    yaw=math.radians(rng.uniform(-25, 25)),
+                    pitch=math.radians(rng.uniform(6, 18)),
+                ),
+                1.0,
+            )
+        )
     for part, i, view, strength in views:
         image = change_appearance(render(facade, view, size), rng, strength)
         camera = origin + view.x * direction - view.distance * to_facade
-        name = _file_name(camera, (street_heading + math.degrees(view.yaw)) % 360, math.degrees(view.pitch),
-                          f"{split[:2]}{street:05d}{part[0]}{i:05d}")
+        name = _file_name(
+            camera,
+            (street_heading + math.degrees(view.yaw)) % 360,
+            math.degrees(view.pitch),
+            f"{split[:2]}{street:05d}{part[0]}{i:05d}",
+        )
         image.save(Path(folder) / split / part / name, quality=int(rng.integers(75, 95)))
 
 
@@ -98,7 +122,9 @@ def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), workers: 
     """Write a synthetic dataset to ``out`` (atomically: a temp folder renamed when complete)."""
     out = Path(out)
     if cfg.places < 1 or cfg.db_spacing <= 0 or cfg.street_length < cfg.db_spacing:
-        raise DatasetError(f"invalid synthetic dataset settings {cfg}: need places ≥ 1 and a positive spacing")
+        raise DatasetError(
+            f"invalid synthetic dataset settings {cfg}: need places ≥ 1 and a positive spacing"
+        )
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     per_street = int(cfg.street_length // cfg.db_spacing)
     jobs, counts = [], {}
@@ -108,12 +134,23 @@ def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), workers: 
         n_streets = math.ceil(n_db / per_street)
         for part in ("database", "queries"):
             (tmp / "images" / split / part).mkdir(parents=True, exist_ok=True)
-        queries_per_street = np.bincount(np.random.default_rng([cfg.seed, SPLITS[split], 99])
-                                         .integers(0, n_streets, size=n_q), minlength=n_streets)
+        queries_per_street = np.bincount(
+            np.random.default_rng([cfg.seed, SPLITS[split], 99]).integers(0, n_streets, size=n_q),
+            minlength=n_streets,
+        )
         for street in range(n_streets):
             n = min(per_street, n_db - street * per_street)
             xs = cfg.db_spacing / 2 + cfg.db_spacing * np.arange(n)
-            jobs.append((asdict(cfg), split, street, xs.tolist(), int(queries_per_street[street]), str(tmp / "images")))
+            jobs.append(
+                (
+                    asdict(cfg),
+                    split,
+                    street,
+                    xs.tolist(),
+                    int(queries_per_street[street]),
+                    str(tmp / "images"),
+                )
+            )
     try:
         workers = workers or min(len(jobs), os.cpu_count() or 1)
         if workers > 1:
@@ -122,8 +159,9 @@ def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), workers: 
         else:
             for job in jobs:
                 _render_street(job)
-        atomic_write_json(tmp / MARKER, {"generator_version": GENERATOR_VERSION, "config": asdict(cfg),
-                                         "counts": counts})
+        atomic_write_json(
+            tmp / MARKER, {"generator_version": GENERATOR_VERSION, "config": asdict(cfg), "counts": counts}
+        )
         try:
             os.rename(tmp, out)
         except OSError:

@@ -17,10 +17,26 @@ PX_PER_M = 8  # facade texture resolution
 FACADE_HEIGHT_M = 32
 MARGIN_M = 40  # texture beyond both street ends, so edge views still see facades
 
-WALL_COLOURS = np.array([
-    [150, 70, 55], [180, 95, 70], [200, 180, 150], [225, 215, 190], [120, 120, 125], [170, 170, 165],
-    [90, 100, 120], [235, 235, 230], [110, 80, 60], [190, 150, 90], [140, 160, 150], [60, 60, 70],
-], dtype=np.float32) / 255.0
+WALL_COLOURS = (
+    np.array(
+        [
+            [150, 70, 55],
+            [180, 95, 70],
+            [200, 180, 150],
+            [225, 215, 190],
+            [120, 120, 125],
+            [170, 170, 165],
+            [90, 100, 120],
+            [235, 235, 230],
+            [110, 80, 60],
+            [190, 150, 90],
+            [140, 160, 150],
+            [60, 60, 70],
+        ],
+        dtype=np.float32,
+    )
+    / 255.0
+)
 
 
 @dataclass(frozen=True)
@@ -96,8 +112,9 @@ def _draw_building(block: np.ndarray, rng: np.random.Generator) -> None:
     block[top:, :, 3] = 1.0
 
 
-def render(facade: np.ndarray, view: View, size: tuple[int, int], fov_deg: float = 90.0,
-           supersample: int = 2) -> np.ndarray:
+def render(
+    facade: np.ndarray, view: View, size: tuple[int, int], fov_deg: float = 90.0, supersample: int = 2
+) -> np.ndarray:
     """(H, W, 3) float32 image of the street seen from ``view``; ``size`` is (W, H)."""
     width, height = size[0] * supersample, size[1] * supersample
     f = width / 2 / np.tan(np.radians(fov_deg) / 2)
@@ -114,8 +131,12 @@ def render(facade: np.ndarray, view: View, size: tuple[int, int], fov_deg: float
     texel = facade[row, col[None, :]]  # (H, W, 4)
     on_facade = (z >= 0) & (z < FACADE_HEIGHT_M) & (texel[..., 3] > 0) & np.isfinite(t)[None, :]
     # sky: a vertical gradient; ground: pavement, kerb and road, with dashes that move with x
-    sky = np.broadcast_to(np.stack([0.55 + 0.3 * np.clip(v, 0, 1), 0.7 + 0.2 * np.clip(v, 0, 1),
-                                    np.full_like(v, 0.95)], axis=-1)[:, None, :], (height, width, 3))
+    sky = np.broadcast_to(
+        np.stack(
+            [0.55 + 0.3 * np.clip(v, 0, 1), 0.7 + 0.2 * np.clip(v, 0, 1), np.full_like(v, 0.95)], axis=-1
+        )[:, None, :],
+        (height, width, 3),
+    )
     t_ground = np.where(v < 0, view.height / np.maximum(-v, 1e-6), 1e6)[:, None]  # (H, 1); sky rows: far
     gx = view.x + t_ground * dir_x[None, :]
     gy = -view.distance + t_ground * dir_y[None, :]  # 0 at the facade, negative towards the camera
@@ -180,4 +201,6 @@ def _occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: in
         draw.rectangle([x, base - th, x + w * 0.02, base], fill=(80, 60, 40))
         if rng.random() < 0.7:
             r = rng.uniform(0.08, 0.18) * w
-            draw.ellipse([x - r, base - th - r, x + r, base - th + r], fill=(40, int(rng.integers(90, 150)), 40))
+            draw.ellipse(
+                [x - r, base - th - r, x + r, base - th + r], fill=(40, int(rng.integers(90, 150)), 40)
+            )

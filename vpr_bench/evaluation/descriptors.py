@@ -15,15 +15,28 @@ from tqdm import tqdm
 from vpr_bench.datasets.images import ImageList, unwrap_worker_error
 
 
-def extract(model: nn.Module, paths: Sequence, transform, device: torch.device, batch_size: int = 32,
-            num_workers: int = 2, out_file: str | Path | None = None, desc: str = "descriptors",
-            quiet: bool = False) -> tuple[np.ndarray, list[float]]:
+def extract(
+    model: nn.Module,
+    paths: Sequence,
+    transform,
+    device: torch.device,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    out_file: str | Path | None = None,
+    desc: str = "descriptors",
+    quiet: bool = False,
+) -> tuple[np.ndarray, list[float]]:
     """L2-normalised descriptors (N, D) and the model's ms/image of each batch.
 
     With ``out_file`` the array is a ``np.memmap`` on disk, so a large database is never held twice.
     """
-    loader = DataLoader(ImageList(paths, transform), batch_size=batch_size, num_workers=num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+    loader = DataLoader(
+        ImageList(paths, transform),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     model.eval()
     descriptors: np.ndarray | None = None
     batch_ms: list[float] = []
@@ -38,8 +51,11 @@ def extract(model: nn.Module, paths: Sequence, transform, device: torch.device, 
                 batch_ms.append(1000.0 * (time.perf_counter() - started) / len(images))
                 if descriptors is None:
                     shape = (len(paths), output.shape[1])
-                    descriptors = (np.lib.format.open_memmap(out_file, mode="w+", dtype=np.float32, shape=shape)
-                                   if out_file else np.empty(shape, dtype=np.float32))
+                    descriptors = (
+                        np.lib.format.open_memmap(out_file, mode="w+", dtype=np.float32, shape=shape)
+                        if out_file
+                        else np.empty(shape, dtype=np.float32)
+                    )
                 descriptors[index.numpy()] = output.cpu().numpy()
         except Exception as exc:
             raise unwrap_worker_error(exc) from None

@@ -43,18 +43,31 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
     return peak
 
 
-def evaluate(model: nn.Module, split: Split, cfg: RunConfig, device: torch.device,
-             run_dir: Path | None = None) -> dict:
+def evaluate(
+    model: nn.Module, split: Split, cfg: RunConfig, device: torch.device, run_dir: Path | None = None
+) -> dict:
     """Metrics and cost figures of ``model`` on ``split``; top-k predictions saved in ``run_dir``."""
     gt = split.ground_truth(cfg.data.pos_radius)
     facts = getattr(model, "backbone_facts", {})
-    transform = eval_transform(cfg.data.image_size, facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD))
+    transform = eval_transform(
+        cfg.data.image_size, facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD)
+    )
     model = model.to(device)
-    common = dict(transform=transform, device=device, batch_size=cfg.eval.batch_size,
-                  num_workers=cfg.eval.num_workers, quiet=cfg.quiet)
+    common = dict(
+        transform=transform,
+        device=device,
+        batch_size=cfg.eval.batch_size,
+        num_workers=cfg.eval.num_workers,
+        quiet=cfg.quiet,
+    )
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".descriptors-") as tmp:
-        database, db_ms = extract(model, split.database_paths, out_file=Path(tmp) / "database.npy",
-                                  desc=f"{split.name} database", **common)
+        database, db_ms = extract(
+            model,
+            split.database_paths,
+            out_file=Path(tmp) / "database.npy",
+            desc=f"{split.name} database",
+            **common,
+        )
         queries, q_ms = extract(model, split.query_paths, desc=f"{split.name} queries", **common)
         without = gt.queries_without_positives
         if cfg.data.drop_queries_without_positives and len(without):
@@ -65,15 +78,23 @@ def evaluate(model: nn.Module, split: Split, cfg: RunConfig, device: torch.devic
         k = max(cfg.eval.recall_at)
         distances, predictions, ms_per_query = search(database, queries, k)
     if len(without):
-        log.warning("%d of %d queries have no positive within %s; they are %s", len(without), split.num_queries,
-                    f"{gt.radius:g} m" if gt.radius else "the ground-truth lists",
-                    "dropped" if cfg.data.drop_queries_without_positives else "kept and count as misses")
+        log.warning(
+            "%d of %d queries have no positive within %s; they are %s",
+            len(without),
+            split.num_queries,
+            f"{gt.radius:g} m" if gt.radius else "the ground-truth lists",
+            "dropped" if cfg.data.drop_queries_without_positives else "kept and count as misses",
+        )
     metrics: dict = {}
     for entry in METRICS.entries():
         metrics.update(entry.builder(predictions, gt, cfg.eval.recall_at))
     if run_dir is not None:
-        np.savez_compressed(run_dir / "predictions.npz", query_index=kept.astype(np.int32),
-                            predictions=predictions.astype(np.int32), distances=distances.astype(np.float16))
+        np.savez_compressed(
+            run_dir / "predictions.npz",
+            query_index=kept.astype(np.int32),
+            predictions=predictions.astype(np.int32),
+            distances=distances.astype(np.float16),
+        )
     return {
         "metrics": metrics,
         "cost": {

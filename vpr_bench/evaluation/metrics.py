@@ -21,16 +21,22 @@ def hits(predictions: np.ndarray, gt: GroundTruth) -> np.ndarray:
 
 
 @register_metric("recall", "Recall@N: % of queries with a positive among the N nearest database images")
-def recall_at_n(predictions: np.ndarray, gt: GroundTruth, ns: Sequence[int] = (1, 5, 10, 20)) -> dict[str, float]:
-    """A query counts at N if any of its top-N predictions is a positive; queries with none count as misses."""
+def recall_at_n(
+    predictions: np.ndarray, gt: GroundTruth, ns: Sequence[int] = (1, 5, 10, 20)
+) -> dict[str, float]:
+    """A query counts at N if any of its top-N predictions is a positive; one with none is a miss."""
     if max(ns) > predictions.shape[1]:
-        raise ValueError(f"Recall@{max(ns)} needs {max(ns)} predictions per query, got {predictions.shape[1]}")
+        raise ValueError(
+            f"Recall@{max(ns)} needs {max(ns)} predictions per query, got {predictions.shape[1]}"
+        )
     first_hit = hits(predictions, gt).cumsum(axis=1) > 0  # (Q, K)
     return {f"R@{n}": float(100.0 * first_hit[:, n - 1].mean()) for n in ns}
 
 
 @register_metric("mrr", "mean reciprocal rank of the first correct database image within the retrieved list")
-def mean_reciprocal_rank(predictions: np.ndarray, gt: GroundTruth, ns: Sequence[int] = ()) -> dict[str, float]:
+def mean_reciprocal_rank(
+    predictions: np.ndarray, gt: GroundTruth, ns: Sequence[int] = ()
+) -> dict[str, float]:
     h = hits(predictions, gt)
     rank = np.where(h.any(axis=1), h.argmax(axis=1) + 1, np.inf)
     return {"MRR": float((1.0 / rank).mean())}

@@ -12,7 +12,11 @@ DISTANCES = {
     "squared-l2": lambda: distances.LpDistance(normalize_embeddings=False, p=2, power=2),
     "cosine": lambda: distances.CosineSimilarity(),
 }
-REDUCERS = {"mean": reducers.MeanReducer, "sum": reducers.SumReducer, "avg-nonzero": reducers.AvgNonZeroReducer}
+REDUCERS = {
+    "mean": reducers.MeanReducer,
+    "sum": reducers.SumReducer,
+    "avg-nonzero": reducers.AvgNonZeroReducer,
+}
 
 
 def make_distance(name: str):
@@ -27,10 +31,14 @@ def make_reducer(name: str):
     return REDUCERS[name]()
 
 
-@register_loss("triplet", "triplet margin loss over (anchor, positive, negative) tuples (pytorch-metric-learning)")
+@register_loss(
+    "triplet", "triplet margin loss over (anchor, positive, negative) tuples (pytorch-metric-learning)"
+)
 def triplet(margin: float = 0.1, distance: str = "l2", reduction: str = "sum") -> losses.TripletMarginLoss:
     """NetVLAD/STUN/TSCM teacher loss: max(d(a, p) − d(a, n) + margin, 0) with unsquared L2 by default."""
-    return losses.TripletMarginLoss(margin=margin, distance=make_distance(distance), reducer=make_reducer(reduction))
+    return losses.TripletMarginLoss(
+        margin=margin, distance=make_distance(distance), reducer=make_reducer(reduction)
+    )
 
 
 def build_loss(name: str, **kwargs):

@@ -50,8 +50,13 @@ def _cached_hub_file(model_name: str) -> str | None:
     return None
 
 
-def create_backbone(name: str, pretrained: bool = True, pretrained_file: str | None = None,
-                    out_index: int | None = None, **kwargs) -> tuple[nn.Module, dict]:
+def create_backbone(
+    name: str,
+    pretrained: bool = True,
+    pretrained_file: str | None = None,
+    out_index: int | None = None,
+    **kwargs,
+) -> tuple[nn.Module, dict]:
     """A timm feature extractor returning one feature map, and facts about it.
 
     ``out_index`` picks the stage (timm ``features_only`` index; ResNet: 3 = after layer3, stride 16);
@@ -79,11 +84,19 @@ def create_backbone(name: str, pretrained: bool = True, pretrained_file: str | N
         model, weights = create(pretrained=True, pretrained_cfg_overlay={"file": cached}), "pretrained:cache"
     else:
         if pretrained:
-            log.warning("pretrained weights for %s unavailable (hub unreachable, not cached): "
-                        "random initialisation; pass --pretrained-file PATH to use a local file", name)
+            log.warning(
+                "pretrained weights for %s unavailable (hub unreachable, not cached): "
+                "random initialisation; pass --pretrained-file PATH to use a local file",
+                name,
+            )
         model, weights = create(pretrained=False), "random"
     info = model.feature_info
     cfg = model.pretrained_cfg or {}
-    facts = {"channels": info.channels()[-1], "reduction": info.reduction()[-1], "weights": weights,
-             "mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))), "std": tuple(cfg.get("std", (0.229, 0.224, 0.225)))}
+    facts = {
+        "channels": info.channels()[-1],
+        "reduction": info.reduction()[-1],
+        "weights": weights,
+        "mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        "std": tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+    }
     return model, facts

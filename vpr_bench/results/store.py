@@ -49,8 +49,16 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             continue
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"packages": versions, "git_commit": commit}
@@ -59,8 +67,12 @@ def environment() -> dict:
 def write_record(run_dir: Path, config: dict, record: dict) -> None:
     """Write config.json then metrics.json (the record's presence marks a finished run)."""
     atomic_write_json(run_dir / "config.json", {**config, "environment": environment()})
-    record = {"schema_version": SCHEMA_VERSION, "run_id": run_dir.name,
-              "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"), **record}
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        **record,
+    }
     atomic_write_json(run_dir / "metrics.json", record)
 
 
@@ -82,7 +94,9 @@ class Record:
         return value
 
 
-def load_records(results_dir: str | Path, dataset: str | None = None, method: str | None = None) -> list[Record]:
+def load_records(
+    results_dir: str | Path, dataset: str | None = None, method: str | None = None
+) -> list[Record]:
     """Every finished run under ``results_dir``; a corrupt record is skipped with a warning naming it."""
     records = []
     for path in sorted(Path(results_dir).glob("*/*/*/metrics.json")):

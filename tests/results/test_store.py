@@ -1,0 +1,44 @@
+import json
+import logging
+
+import pytest
+
+from vpr_bench._io import atomic_write_json
+from vpr_bench.results import load_records, new_run_dir, write_record
+from vpr_bench.results.table import records_table
+
+
+def test_run_ids_are_never_reused(tmp_path):
+    dirs = {new_run_dir(tmp_path, "folder:/x y", "gem") for _ in range(50)}
+    assert len(dirs) == 50
+    assert all(d.parent == tmp_path / "folder_x_y" / "gem" for d in dirs)
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    atomic_write_json(path, {"a": 1})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", disk_full)
+    with pytest.raises(OSError):
+        atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_records_load_and_corrupt_ones_are_skipped(tmp_path, caplog):
+    good = new_run_dir(tmp_path, "synthetic", "gem")
+    write_record(good, {"seed": 1}, {"method": "gem", "dataset": "synthetic", "metrics": {"R@1": 50.0}})
+    bad = new_run_dir(tmp_path, "synthetic", "gem")
+    (bad / "metrics.json").write_text('{"metrics": {"R@1": ')
+    with caplog.at_level(logging.WARNING):
+        records = load_records(tmp_path, dataset="synthetic")
+    assert [r.run_dir for r in records] == [good]
+    assert str(bad / "metrics.json") in caplog.text
+    record = records[0]
+    assert record.get("schema_version") == 1 and record.get("metrics.R@1") == 50.0
+    assert json.loads((good / "config.json").read_text())["environment"]["packages"]["torch"]
+    table = records_table(records)
+    assert "50.0" in table and "—" in table  # missing fields are shown as a dash

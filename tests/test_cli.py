@@ -1,0 +1,159 @@
+"""The CLI end to end, in-process: records written, errors in one line with a non-zero exit."""
+
+import json
+
+import pytest
+
+from vpr_bench.cli import main
+
+TINY = [
+    "--backbone",
+    "test_resnet",
+    "--no-pretrained",
+    "--image-size",
+    "32x32",
+    "--num-workers",
+    "0",
+    "--device",
+    "cpu",
+    "--quiet",
+]
+
+
+def call(args, capsys):
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_run_writes_a_record_and_compare_shows_it(synthetic_root, tmp_path, capsys):
+    code, out, err = call(
+        ["run", "--method", "gem", "--dataset", f"folder:{synthetic_root}", "--out", str(tmp_path), *TINY],
+        capsys,
+    )
+    assert code == 0, err
+    (metrics,) = tmp_path.glob("folder-synthetic/gem/*/metrics.json")
+    record = json.loads(metrics.read_text())
+    assert set(record["metrics"]) >= {"R@1", "R@5", "R@10", "R@20"}
+    assert record["metrics"]["R@1"] <= record["metrics"]["R@5"] <= record["metrics"]["R@20"]
+    for field in ("descriptor_dim", "params", "ms_per_image", "ms_per_query", "peak_rss_mb"):
+        assert record["cost"][field] > 0
+    assert record["protocol"]["pos_radius_m"] == 25.0 and record["protocol"]["num_queries"] == 20
+    config = json.loads((metrics.parent / "config.json").read_text())
+    assert config["seed"] == 1234 and config["model"]["backbone"] == "test_resnet"
+    assert config["data"]["image_size"] == [32, 32] and config["preset"] == "demo"
+    assert (metrics.parent / "run.log").read_text()
+    code, out, _ = call(["compare", "--results", str(tmp_path), "--dataset", "folder-synthetic"], capsys)
+    assert code == 0 and record["run_id"] in out and "R@1" in out
+
+
+def test_eval_recall_at_and_split(synthetic_root, tmp_path, capsys):
+    code, _, err = call(
+        [
+            "eval",
+            "--method",
+            "gem",
+            "--dataset",
+            f"folder:{synthetic_root}",
+            "--split",
+            "val",
+            "--recall-at",
+            "1,3",
+            "--out",
+            str(tmp_path),
+            *TINY,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    (metrics,) = tmp_path.glob("*/gem/*/metrics.json")
+    record = json.loads(metrics.read_text())
+    assert {"R@1", "R@3"} <= set(record["metrics"]) and record["protocol"]["split"] == "val"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "nope", "--dataset", "synthetic"], "error: unknown method 'nope'; valid: gem"),
+        (["--method", "gem", "--dataset", "nowhere"], "error: unknown dataset 'nowhere'; valid: amstertime"),
+        (
+            ["--method", "gem", "--dataset", "synthetic", "--batch-size", "-4"],
+            "error: --batch-size must be ≥ 1",
+        ),
+        (["--method", "gem", "--dataset", "synthetic", "--image-size", "big"], "'big': expected HxW"),
+        (
+            ["--method", "gem", "--dataset", "pitts30k", "--data-root", "/nonexistent"],
+            "error: structure file pitts30k_test.mat not found",
+        ),
+    ],
+)
+def test_user_errors_are_one_line(args, message, capsys, data_dir):
+    code, _, err = call(["eval", *TINY, *args], capsys)
+    assert code != 0
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_malicious_checkpoint_is_refused_from_cli(synthetic_root, tmp_path, capsys):
+    import pickle
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"model": print}))
+    code, _, err = call(
+        [
+            "eval",
+            "--method",
+            "gem",
+            "--dataset",
+            f"folder:{synthetic_root}",
+            "--checkpoint",
+            str(evil),
+            "--out",
+            str(tmp_path),
+            *TINY,
+        ],
+        capsys,
+    )
+    assert code == 2 and "refusing to load" in err and "evil.pt" in err
+
+
+def test_offline_pretrained_request_warns_and_continues(synthetic_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    from vpr_bench.methods import backbones
+
+    backbones.hub_reachable.cache_clear()
+    args = [a for a in TINY if a not in ("--no-pretrained", "--quiet")]
+    code, _, err = call(
+        ["eval", "--method", "gem", "--dataset", f"folder:{synthetic_root}", "--out", str(tmp_path), *args],
+        capsys,
+    )
+    backbones.hub_reachable.cache_clear()
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line.startswith("WARNING: pretrained weights")]
+    assert (
+        len(warnings) == 1 and "random initialisation" in warnings[0] and "--pretrained-file" in warnings[0]
+    )
+    (metrics,) = tmp_path.glob("*/gem/*/metrics.json")
+    assert json.loads(metrics.read_text())["weights"] == "random"
+
+
+def test_list_shows_builtins(capsys):
+    code, out, _ = call(["list"], capsys)
+    assert code == 0
+    for name in (
+        "pitts30k",
+        "pitts250k",
+        "tokyo247",
+        "synthetic",
+        "folder:<path>",
+        "gem",
+        "recall",
+        "triplet",
+    ):
+        assert f"  {name} " in out
+    assert "[built-in]" in out
