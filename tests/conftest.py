@@ -59,3 +59,10 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     """An empty default data folder (``$VPR_BENCH_DATA``) for this test."""
     monkeypatch.setenv("VPR_BENCH_DATA", str(tmp_path / "datasets"))
     return tmp_path / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path, monkeypatch):
+    """Relative defaults (results/, datasets/) land in the test's own folder, never the project's."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VPR_BENCH_DATA", str(tmp_path / "datasets"))
