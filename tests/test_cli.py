@@ -157,3 +157,15 @@ def test_list_shows_builtins(capsys):
     ):
         assert f"  {name} " in out
     assert "[built-in]" in out
+
+
+def test_datasets_synth_makes_a_dataset_once(tmp_path, capsys):
+    out = tmp_path / "big"
+    args = ["datasets", "synth", "--places", "12", "--queries", "4", "--out", str(out), "--workers", "1"]
+    assert call(args, capsys)[0] == 0
+    assert len(list((out / "images/test/database").iterdir())) == 12
+    assert len(list((out / "images/train/queries").iterdir())) == 8
+    code, out_text, _ = call(args, capsys)
+    assert code == 0 and "already holds" in out_text
+    code, _, err = call([*args[:3], "13", *args[4:]], capsys)
+    assert code == 2 and "already exists" in err
