@@ -112,3 +112,151 @@ def test_corrupt_image_is_named(tmp_path):
 def test_unknown_split(tmp_path):
     with pytest.raises(DatasetError, match=r"tokyo247 has no 'train' split \(available: test\)"):
         build_dataset("tokyo247", DatasetOptions(data_root=str(tmp_path))).split("train")
+
+
+SEQNET_ORDER = (
+    "whichSet",
+    "dbImageFns",
+    "qImageFns",
+    "numImages",
+    "numQueries",
+    "posDistThr",
+    "posDistSqThr",
+    "dataset",
+    "nonTrivPosDistSqThr",
+    "utmDb",
+    "utmQ",
+)
+
+
+def test_fields_are_read_by_name_in_any_order(tmp_path):
+    write_db_struct(tmp_path / "netvlad.mat", "test", DB, DB_UTM, Q, Q_UTM)
+    write_db_struct(
+        tmp_path / "seqnet.mat",
+        "test",
+        DB,
+        DB_UTM,
+        Q,
+        Q_UTM,
+        field_order=SEQNET_ORDER,
+        extra={"dataset": "nordland"},
+    )
+    a, b = read_db_struct(tmp_path / "netvlad.mat"), read_db_struct(tmp_path / "seqnet.mat")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_equal(a[key], b[key])
+
+
+def test_python_port_spellings(tmp_path):
+    order = (
+        "whichSet",
+        "dbImage",
+        "utmDb",
+        "qImage",
+        "utmQ",
+        "numDb",
+        "numQ",
+        "posDistThr",
+        "posDistSqThr",
+        "nonTrivPosDistSqThr",
+    )
+    values = {
+        "dbImage": np.array(DB, dtype=object).reshape(-1, 1),
+        "qImage": np.array(Q, dtype=object).reshape(-1, 1),
+        "numDb": 3,
+        "numQ": 2,
+    }
+    write_db_struct(tmp_path / "p.mat", "test", DB, DB_UTM, Q, Q_UTM, field_order=order, extra=values)
+    assert read_db_struct(tmp_path / "p.mat")["qImage"] == Q
+
+
+def unnamed(values):
+    cell = np.empty((1, len(values)), dtype=object)
+    for i, v in enumerate(values):
+        cell[0, i] = v
+    return cell
+
+
+def cell_of(strings):
+    out = np.empty((len(strings), 1), dtype=object)
+    out[:, 0] = strings
+    return out
+
+
+def test_unnamed_struct_falls_back_to_position(tmp_path):
+    values = ["test", cell_of(DB), DB_UTM.T, cell_of(Q), Q_UTM.T, 3, 2, 25.0, 625.0, 100.0]
+    scipy.io.savemat(tmp_path / "u.mat", {"dbStruct": unnamed(values)})
+    s = read_db_struct(tmp_path / "u.mat")
+    assert s["dbImage"] == DB and s["numQ"] == 2 and s["nonTrivPosDistSqThr"] == 100.0
+    scipy.io.savemat(tmp_path / "bad.mat", {"dbStruct": unnamed(values[:7])})
+    with pytest.raises(DatasetError, match=r"unnamed dbStruct with 7 fields; expected 10 \(NetVLAD\) or 12"):
+        read_db_struct(tmp_path / "bad.mat")
+
+
+TOKYOTM_ORDER = (
+    "whichSet",
+    "dbImageFns",
+    "utmDb",
+    "dbTimeStamp",
+    "qImageFns",
+    "utmQ",
+    "qTimeStamp",
+    "numImages",
+    "numQueries",
+    "posDistThr",
+    "posDistSqThr",
+    "nonTrivPosDistSqThr",
+)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_tokyotm_twelve_fields(tmp_path, named):
+    stamps = {"dbTimeStamp": np.array([[201301, 201301, 201405]]), "qTimeStamp": np.array([[201405, 201301]])}
+    if named:
+        write_db_struct(
+            tmp_path / "tm.mat", "val", DB, DB_UTM, Q, Q_UTM, field_order=TOKYOTM_ORDER, extra=stamps
+        )
+    else:
+        values = [
+            "val",
+            cell_of(DB),
+            DB_UTM.T,
+            stamps["dbTimeStamp"],
+            cell_of(Q),
+            Q_UTM.T,
+            stamps["qTimeStamp"],
+            3,
+            2,
+            25.0,
+            625.0,
+            100.0,
+        ]
+        scipy.io.savemat(tmp_path / "tm.mat", {"dbStruct": unnamed(values)})
+    s = read_db_struct(tmp_path / "tm.mat")
+    assert (s["numDb"], s["numQ"], s["posDistThr"], s["nonTrivPosDistSqThr"]) == (3, 2, 25.0, 100.0)
+    assert s["qImage"] == Q and s["dbTimeStamp"].tolist() == [201301, 201301, 201405]
+    np.testing.assert_allclose(s["utmQ"], Q_UTM)
+
+
+def test_tokyo247_counts_each_panorama_once(tmp_path):
+    """24 cut-outs = 2 panoramas; the query's only positive panorama is the second one."""
+    root = tmp_path / "tokyo247"
+    root.mkdir()
+    db = [f"{i // 12:05d}/{i:06d}.jpg" for i in range(24)]
+    db_utm = np.array([[0.0, 0.0]] * 12 + [[500.0, 0.0]] * 12)
+    write_db_struct(root / "tokyo247.mat", "test", db, db_utm, ["q0.jpg"], np.array([[501.0, 0.0]]))
+    for name in db:
+        write_image(root / name)
+    write_image(root / "247query_v3/q0.jpg")
+    split = build_dataset("tokyo247", DatasetOptions(data_root=str(root))).split("test")
+    assert split.database_groups.tolist() == [0] * 12 + [1] * 12
+    from vpr_bench.evaluation.matching import collapse_groups
+    from vpr_bench.evaluation.metrics import recall_at_n
+
+    # the raw ranking: all 12 cut-outs of the wrong panorama first, then the right one
+    ranked = np.array([list(range(12)) + list(range(12, 24))])
+    gt = split.ground_truth()
+    assert recall_at_n(ranked[:, :2], gt, (1, 2))["R@2"] == 0.0  # without collapsing: a miss at 2
+    dist, idx = collapse_groups(np.zeros(ranked.shape, np.float32), ranked, split.database_groups, 2)
+    assert idx.tolist() == [[0, 12]]
+    assert recall_at_n(idx, gt, (1, 2)) == {"R@1": 0.0, "R@2": 100.0}

@@ -42,3 +42,30 @@ def test_hand_made_case_and_mrr():
     predictions = np.array([[2, 3, 0], [1, 2, 3], [0, 1, 2]])
     assert recall_at_n(predictions, gt, (1, 2)) == pytest.approx({"R@1": 100 / 3, "R@2": 200 / 3})
     assert mean_reciprocal_rank(predictions, gt)["MRR"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+
+
+def test_collapse_groups_equals_a_loop():
+    from vpr_bench.evaluation.matching import collapse_groups
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(30), 12)
+    indices = np.stack([rng.permutation(360)[:60] for _ in range(20)])
+    indices[0, -5:] = -1  # faiss's padding
+    distances = np.sort(rng.random(indices.shape).astype(np.float32), axis=1)
+    d, idx = collapse_groups(distances, indices, groups, 10)
+    for row in range(len(indices)):
+        seen, expected = set(), []
+        for i in indices[row]:
+            if i >= 0 and groups[i] not in seen:
+                seen.add(groups[i])
+                expected.append(i)
+        expected = (expected + [-1] * 10)[:10]
+        assert idx[row].tolist() == expected
+
+
+def test_database_smaller_than_n_pads_with_misses():
+    db = np.eye(3, dtype=np.float32)
+    _, predictions, _ = search(db, db, 5)
+    assert predictions.shape == (3, 5) and (predictions[:, 3:] == -1).all()
+    gt = GroundTruth.from_lists([[0], [1], [2]], 3)
+    assert recall_at_n(predictions, gt, (1, 5)) == {"R@1": 100.0, "R@5": 100.0}

@@ -1,6 +1,6 @@
 """Dataset readers. Importing this package registers the built-in ones."""
 
-from vpr_bench.datasets import folder, netvlad_mat, synthetic  # noqa: F401  (registration)
+from vpr_bench.datasets import folder, lists, netvlad_mat, synthetic  # noqa: F401  (registration)
 from vpr_bench.datasets.base import DatasetOptions, VPRDataset, default_data_dir
 from vpr_bench.datasets.ground_truth import GroundTruth
 from vpr_bench.datasets.split import Split

@@ -91,6 +91,9 @@ def read_db_struct(path: str | Path) -> dict:
         }
     except (ValueError, TypeError, IndexError) as exc:
         raise DatasetError(f"{path}: a dbStruct field has an unexpected type or shape ({exc})") from None
+    for stamp in ("dbTimeStamp", "qTimeStamp"):  # TokyoTM's extra fields
+        if stamp in raw:
+            values[stamp] = np.asarray(raw[stamp], dtype=np.float64).ravel()
     for names, count, coords in (("dbImage", "numDb", "utmDb"), ("qImage", "numQ", "utmQ")):
         if not len(values[names]) == values[count] == len(values[coords]):
             raise DatasetError(
@@ -111,6 +114,9 @@ def _by_name(struct: np.ndarray, path: Path) -> dict:
                 f"{path}: dbStruct has no field {' or '.join(spellings)} (fields: {', '.join(names)})"
             )
         raw[canonical] = record[found[0]]
+    for optional in ("dbTimeStamp", "qTimeStamp"):
+        if optional in names:
+            raw[optional] = record[optional]
     return raw
 
 
@@ -148,6 +154,7 @@ class MatDataset(VPRDataset):
         struct_files: dict[str, str],
         options: DatasetOptions,
         query_dirs: tuple[str, ...] = ("queries_real",),
+        cutouts_per_panorama: int | None = None,
     ):
         if options.layout not in LAYOUTS:
             raise DatasetError(f"--layout {options.layout!r} is not one of {', '.join(LAYOUTS)}")
@@ -157,6 +164,7 @@ class MatDataset(VPRDataset):
         self.splits = tuple(struct_files)
         self.options = options
         self.query_dirs = {"netvlad": query_dirs, "tscm": QUERY_DIRS["tscm"]}
+        self.cutouts_per_panorama = cutouts_per_panorama
 
     def struct_path(self, split: str) -> Path:
         filename = self.struct_files[split]
@@ -173,6 +181,16 @@ class MatDataset(VPRDataset):
         path = self.struct_path(split)
         s = read_db_struct(path)
         layout, db_dir, q_dir = self._resolve_layout(s["dbImage"][0], s["qImage"][0], path)
+        groups = None
+        if self.cutouts_per_panorama:
+            if s["numDb"] % self.cutouts_per_panorama:
+                raise DatasetError(
+                    f"{path}: {s['numDb']} database images is not a multiple of "
+                    f"{self.cutouts_per_panorama} cut-outs per panorama"
+                )
+            groups = np.arange(s["numDb"]) // self.cutouts_per_panorama
+        info = {"layout": layout, "struct_file": str(path), "whichSet": s["whichSet"]}
+        info.update({k: s[k] for k in ("dbTimeStamp", "qTimeStamp") if k in s})
         return Split(
             dataset=self.name,
             name=split,
@@ -182,8 +200,9 @@ class MatDataset(VPRDataset):
             query_utm=s["utmQ"],
             pos_radius=s["posDistThr"],
             train_pos_radius=float(np.sqrt(s["nonTrivPosDistSqThr"])),
+            database_groups=groups,
             source=str(path),
-            info={"layout": layout, "struct_file": str(path), "whichSet": s["whichSet"]},
+            info=info,
         )
 
     def _resolve_layout(self, first_db: str, first_q: str, struct: Path) -> tuple[str, Path, Path]:
@@ -228,8 +247,19 @@ def pitts250k(options: DatasetOptions) -> VPRDataset:
 @register_dataset("tokyo247", "Tokyo 24/7 (NetVLAD tokyo247.mat + images, or folder layout); test only")
 def tokyo247(options: DatasetOptions) -> VPRDataset:
     return _mat_or_folder(
-        "tokyo247", {"test": "tokyo247.mat"}, options, query_dirs=("247query_v3", "query", "queries_real")
+        "tokyo247",
+        {"test": "tokyo247.mat"},
+        options,
+        query_dirs=("247query_v3", "query", "queries_real"),
+        cutouts_per_panorama=12,  # NetVLAD's nnSearchPostprocess: a panorama counts once in the ranking
     )
+
+
+@register_dataset("tokyotm", "Tokyo Time Machine (NetVLAD tokyoTM_{train,val}.mat, 12 fields) + images")
+def tokyotm(options: DatasetOptions) -> VPRDataset:
+    # TokyoTM's queries are drawn from the same image collection as its database
+    files = {s: f"tokyoTM_{s}.mat" for s in ("train", "val")}
+    return _mat_or_folder("tokyotm", files, options, query_dirs=("", "queries_real", "query"))
 
 
 NETVLAD_FIELD_ORDER = (

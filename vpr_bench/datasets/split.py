@@ -26,6 +26,8 @@ class Split:
     pos_radius: float = DEFAULT_POS_RADIUS
     train_pos_radius: float = DEFAULT_TRAIN_POS_RADIUS
     explicit_ground_truth: GroundTruth | None = None
+    # database images sharing a group id count once in a ranked list (Tokyo 24/7: 12 cut-outs per panorama)
+    database_groups: np.ndarray | None = None
     source: str = ""  # what it was read from, for messages and records
     info: dict = field(default_factory=dict)  # reader-specific facts worth recording (layout, ...)
 

@@ -15,7 +15,7 @@ from vpr_bench.config import RunConfig
 from vpr_bench.datasets.images import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from vpr_bench.datasets.split import Split
 from vpr_bench.evaluation.descriptors import extract, median_ms_per_image
-from vpr_bench.evaluation.matching import search
+from vpr_bench.evaluation.matching import collapse_groups, search
 from vpr_bench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,13 @@ def evaluate(
         else:
             kept = np.arange(len(queries))
         k = max(cfg.eval.recall_at)
-        distances, predictions, ms_per_query = search(database, queries, k)
+        groups = split.database_groups
+        if groups is None:
+            distances, predictions, ms_per_query = search(database, queries, k)
+        else:  # search deeper, then let each group (panorama) count once
+            per_group = int(np.bincount(groups).max())
+            distances, predictions, ms_per_query = search(database, queries, k * per_group)
+            distances, predictions = collapse_groups(distances, predictions, groups, k)
     if len(without):
         log.warning(
             "%d of %d queries have no positive within %s; they are %s",
@@ -117,6 +123,7 @@ def evaluate(
             "pos_radius_m": gt.radius,
             "image_size": list(cfg.data.image_size),
             "index": cfg.eval.index,
+            "database_groups": None if split.database_groups is None else "one hit per group (panorama)",
             "source": split.source,
             **{k: v for k, v in split.info.items() if k in ("layout",)},
         },

@@ -16,7 +16,7 @@ def search(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarra
     index = faiss.IndexFlatL2(database.shape[1])
     for start in range(0, len(database), DB_BLOCK):  # the database may be a memory-mapped file
         index.add(np.ascontiguousarray(database[start : start + DB_BLOCK], dtype=np.float32))
-    k = min(k, index.ntotal)
+    # k may exceed the database: faiss then returns index -1 (a miss) for the missing ranks
     distances = np.empty((len(queries), k), dtype=np.float32)
     indices = np.empty((len(queries), k), dtype=np.int64)
     started = time.perf_counter()
@@ -25,3 +25,25 @@ def search(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarra
         distances[start : start + len(block)], indices[start : start + len(block)] = index.search(block, k)
     ms_per_query = 1000.0 * (time.perf_counter() - started) / max(1, len(queries))
     return distances, indices, ms_per_query
+
+
+def collapse_groups(distances: np.ndarray, indices: np.ndarray, groups: np.ndarray, k: int) -> tuple:
+    """Keep the first (best-ranked) database image of each group per row, then the top ``k``.
+
+    NetVLAD's ``nnSearchPostprocess`` for Tokyo 24/7: the 12 cut-outs of one panorama count once.
+    Rows with fewer than ``k`` distinct groups are padded with index -1 (a miss). Vectorised over rows.
+    """
+    valid = indices >= 0
+    group = np.where(valid, groups[np.where(valid, indices, 0)], -1)  # (Q, K')
+    order = np.argsort(group, axis=1, kind="stable")
+    sorted_group = np.take_along_axis(group, order, axis=1)
+    first = np.ones_like(sorted_group, dtype=bool)
+    first[:, 1:] = sorted_group[:, 1:] != sorted_group[:, :-1]
+    keep = np.zeros_like(first)
+    np.put_along_axis(keep, order, first, axis=1)
+    keep &= valid
+    compact = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept positions first, in rank order
+    kept = np.take_along_axis(keep, compact, axis=1)
+    out_idx = np.where(kept, np.take_along_axis(indices, compact, axis=1), -1)
+    out_dist = np.where(kept, np.take_along_axis(distances, compact, axis=1), np.inf).astype(np.float32)
+    return out_dist, out_idx

@@ -15,9 +15,10 @@ def hits(predictions: np.ndarray, gt: GroundTruth) -> np.ndarray:
     q = np.arange(predictions.shape[0], dtype=np.int64)[:, None]
     keys = q * gt.num_database + predictions.astype(np.int64)
     positives = gt.keys()  # sorted by construction (CSR, sorted within rows)
-    where = np.searchsorted(positives, keys)
-    where = np.minimum(where, max(len(positives) - 1, 0))
-    return (positives[where] == keys) if len(positives) else np.zeros_like(keys, dtype=bool)
+    if not len(positives):
+        return np.zeros(keys.shape, dtype=bool)
+    where = np.minimum(np.searchsorted(positives, keys), len(positives) - 1)
+    return (positives[where] == keys) & (predictions >= 0)  # -1: no result (padding)
 
 
 @register_metric("recall", "Recall@N: % of queries with a positive among the N nearest database images")
