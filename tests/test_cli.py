@@ -32,7 +32,7 @@ def call(args, capsys):
 
 def test_run_writes_a_record_and_compare_shows_it(synthetic_root, tmp_path, capsys):
     code, out, err = call(
-        ["run", "--method", "gem", "--dataset", f"folder:{synthetic_root}", "--out", str(tmp_path), *TINY],
+        ["eval", "--method", "gem", "--dataset", f"folder:{synthetic_root}", "--out", str(tmp_path), *TINY],
         capsys,
     )
     assert code == 0, err
@@ -81,8 +81,8 @@ def test_eval_recall_at_and_split(synthetic_root, tmp_path, capsys):
         (["--method", "nope", "--dataset", "synthetic"], "error: unknown method 'nope'; valid: gem"),
         (["--method", "gem", "--dataset", "nowhere"], "error: unknown dataset 'nowhere'; valid: amstertime"),
         (
-            ["--method", "gem", "--dataset", "synthetic", "--batch-size", "-4"],
-            "error: --batch-size must be ≥ 1",
+            ["--method", "gem", "--dataset", "synthetic", "--eval-batch-size", "-4"],
+            "error: --eval-batch-size must be ≥ 1",
         ),
         (["--method", "gem", "--dataset", "synthetic", "--image-size", "big"], "'big': expected HxW"),
         (

@@ -52,10 +52,16 @@ def common_options(func):
             "--pretrained/--no-pretrained", default=None, help="Use ImageNet weights [default: yes]."
         ),
         click.option("--pretrained-file", type=click.Path(), help="Local weights file for the backbone."),
+        click.option("--backbone-stage", type=int, help="Cut the backbone after this timm feature stage."),
+        click.option("--descriptor-dim", type=int, help="Project descriptors to this size (gem: FC)."),
+        click.option("--clusters", type=int, help="NetVLAD clusters [default: 64]."),
+        click.option(
+            "--pca-dim", type=int, help="NetVLAD: PCA-whiten descriptors to this size after training."
+        ),
         click.option(
             "--image-size", callback=lambda c, p, v: _size(v), help="HxW [default: from the preset]."
         ),
-        click.option("--batch-size", type=int, help="Images per batch for descriptor extraction."),
+        click.option("--eval-batch-size", type=int, help="Images per batch for descriptor extraction."),
         click.option("--num-workers", type=int, help="DataLoader workers [default: 2]."),
         click.option("--recall-at", callback=lambda c, p, v: _ints(v), help="N values [default: 1,5,10,20]."),
         click.option(
@@ -77,31 +83,76 @@ def common_options(func):
     return func
 
 
+TRAIN_OPTIONS = [
+    click.option("--batch-size", type=int, help="Training tuples per batch [paper: 8]."),
+    click.option("--epochs", type=int, help="Maximum epochs [paper: 200]."),
+    click.option("--lr", type=float, help="Learning rate [paper: 1e-5]."),
+    click.option("--weight-decay", type=float, help="Weight decay [paper: 1e-3]."),
+    click.option("--lr-gamma", type=float, help="Exponential LR decay per epoch [paper: 0.99]."),
+    click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="[default: adam]"),
+    click.option("--negatives", type=int, help="Hard negatives per tuple [paper: 10]."),
+    click.option("--negative-samples", type=int, help="Random negatives drawn per query [paper: 1000]."),
+    click.option("--margin", type=float, help="Triplet margin [paper: 0.1]."),
+    click.option("--cache-refresh", type=int, help="Batches between cache refreshes; 0 = once per epoch."),
+    click.option("--patience", type=int, help="Epochs without val R@1 gain before stopping [paper: 10]."),
+    click.option("--checkpoint-every", type=int, help="Batches between mid-epoch checkpoints [default: 50]."),
+    click.option("--queries-per-epoch", type=int, help="Training queries per epoch; 0 = all."),
+]
+
+
+def train_options(func):
+    for option in reversed(TRAIN_OPTIONS):
+        func = option(func)
+    return func
+
+
 def build_config(preset: str, **o):
-    return resolve(
-        preset,
-        {
-            "data.dataset": o["dataset"],
-            "data.data_root": o["data_root"],
-            "data.struct_dir": o["struct_dir"],
-            "data.layout": o["layout"],
-            "data.image_size": o["image_size"],
-            "data.pos_radius": o["pos_radius"],
-            "data.drop_queries_without_positives": o["drop_queries_without_positives"],
-            "model.method": o["method"],
-            "model.backbone": o["backbone"],
-            "model.pretrained": o["pretrained"],
-            "model.pretrained_file": o["pretrained_file"],
-            "eval.batch_size": o["batch_size"],
-            "eval.num_workers": o["num_workers"],
-            "eval.recall_at": o["recall_at"],
-            "eval.device": o["device"],
-            "eval.split": o.get("split"),
-            "seed": o["seed"],
-            "out": o["out"],
-            "quiet": o["quiet"],
-        },
-    )
+    for name in ("method", "dataset"):
+        if not o.get(name):
+            raise click.UsageError(f"missing option --{name}")
+    model_options = {k: o[k] for k in ("clusters", "pca_dim") if o.get(k) is not None}
+    values = {
+        "data.dataset": o["dataset"],
+        "data.data_root": o["data_root"],
+        "data.struct_dir": o["struct_dir"],
+        "data.layout": o["layout"],
+        "data.image_size": o["image_size"],
+        "data.pos_radius": o["pos_radius"],
+        "data.drop_queries_without_positives": o["drop_queries_without_positives"],
+        "model.method": o["method"],
+        "model.backbone": o["backbone"],
+        "model.pretrained": o["pretrained"],
+        "model.pretrained_file": o["pretrained_file"],
+        "model.backbone_stage": o["backbone_stage"],
+        "model.descriptor_dim": o["descriptor_dim"],
+        "eval.batch_size": o["eval_batch_size"],
+        "eval.num_workers": o["num_workers"],
+        "eval.recall_at": o["recall_at"],
+        "eval.device": o["device"],
+        "eval.split": o.get("split"),
+        "seed": o["seed"],
+        "out": o["out"],
+        "quiet": o["quiet"],
+    }
+    for key in (
+        "batch_size",
+        "epochs",
+        "lr",
+        "weight_decay",
+        "lr_gamma",
+        "optimizer",
+        "negatives",
+        "negative_samples",
+        "margin",
+        "cache_refresh",
+        "patience",
+        "checkpoint_every",
+        "queries_per_epoch",
+    ):
+        values[f"train.{key}"] = o.get(key)
+    cfg = resolve(preset, values)
+    cfg.model.options.update(model_options)
+    return cfg
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -135,14 +186,24 @@ def cli() -> None:
 
 @cli.command()
 @common_options
-def run(**options) -> None:
-    """Run a method on a dataset (train where the method can, then test) and write a result record."""
-    cfg = build_config(**options)
-    _setup_logging(cfg.quiet)
-    from vpr_bench.runner import evaluate_run
+@train_options
+@click.option("--resume", "resume", type=click.Path(), help="Continue the interrupted run in this folder.")
+def run(resume, **options) -> None:
+    """Train a method on a dataset's train split (validating on val), test its best weights, record it."""
+    from vpr_bench.runner import train_run
 
-    log.info("method %s has no trainer in this version: evaluating it as built", cfg.model.method)
-    run_dir = evaluate_run(cfg, command="run")
+    if resume:
+        given = [k for k, v in options.items() if v is not None and k != "preset"]
+        if given:
+            raise click.UsageError(
+                f"--resume uses the run's own config.json; drop --{given[0].replace('_', '-')}"
+            )
+        _setup_logging(False)
+        run_dir = train_run(resume=resume)
+    else:
+        cfg = build_config(**options)
+        _setup_logging(cfg.quiet)
+        run_dir = train_run(cfg)
     click.echo(f"record written to {run_dir}")
 
 
@@ -150,7 +211,7 @@ def run(**options) -> None:
 @common_options
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--checkpoint", type=click.Path(), help="Weights file or run folder to evaluate.")
-@click.option("--untrained", is_flag=True, help="Evaluate the architecture as built (no checkpoint).")
+@click.option("--untrained", is_flag=True, help="Evaluate the architecture as built (no trained weights).")
 def evaluate(checkpoint, untrained, **options) -> None:
     """Evaluate a method (untrained or from a checkpoint) on one split and write a result record."""
     if checkpoint and untrained:

@@ -46,10 +46,34 @@ class EvalConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Triplet training with partial hard-negative mining; defaults are the paper's (release) values."""
+
+    epochs: int = 200
+    optimizer: str = "adam"
+    lr: float = 1e-5
+    weight_decay: float = 1e-3
+    lr_gamma: float = 0.99  # ExponentialLR, per epoch
+    batch_size: int = 8  # tuples (1 query, 1 positive, ``negatives`` negatives) per batch
+    negatives: int = 10
+    negative_samples: int = 1000
+    margin: float = 0.1
+    mining_margin: float | None = None  # None → √margin, as in NetVLAD's mining rule
+    loss: str = "triplet"
+    distance: str = "l2"
+    reduction: str = "mean"  # sum over triplets / number of negatives in the batch
+    cache_refresh: int = 0  # iterations between descriptor-cache refreshes; 0 → once per epoch
+    patience: int = 10  # epochs without a val R@1 gain before stopping
+    checkpoint_every: int = 50  # iterations between mid-epoch checkpoints
+    queries_per_epoch: int = 0  # 0 → every training query with a non-trivial positive
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "demo"
     seed: int = 1234
     out: str = "results"
@@ -58,9 +82,38 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> RunConfig:
+        """The inverse of ``to_dict`` (e.g. from a run's config.json); unknown keys are ignored."""
+        sections = {"data": DataConfig, "model": ModelConfig, "eval": EvalConfig, "train": TrainConfig}
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in values:
+                continue
+            value = values[f.name]
+            if f.name in sections:
+                known = {g.name for g in dataclasses.fields(sections[f.name])}
+                value = sections[f.name](**{k: v for k, v in value.items() if k in known})
+            kwargs[f.name] = value
+        cfg = cls(**kwargs)
+        cfg.data.image_size = tuple(cfg.data.image_size)
+        cfg.eval.recall_at = tuple(cfg.eval.recall_at)
+        return cfg
+
     def validate(self) -> None:
         checks = [
-            (self.eval.batch_size >= 1, "--batch-size must be ≥ 1"),
+            (self.eval.batch_size >= 1, "--eval-batch-size must be ≥ 1"),
+            (self.train.batch_size >= 1, "--batch-size must be ≥ 1"),
+            (self.train.epochs >= 1, "--epochs must be ≥ 1"),
+            (self.train.lr > 0, "--lr must be > 0"),
+            (self.train.negatives >= 1, "--negatives must be ≥ 1"),
+            (self.train.negative_samples >= self.train.negatives, "--negative-samples must be ≥ --negatives"),
+            (self.train.margin > 0, "--margin must be > 0"),
+            (self.train.cache_refresh >= 0, "--cache-refresh must be ≥ 0"),
+            (self.train.patience >= 1, "--patience must be ≥ 1"),
+            (self.train.checkpoint_every >= 1, "--checkpoint-every must be ≥ 1"),
+            (self.train.queries_per_epoch >= 0, "--queries-per-epoch must be ≥ 0"),
+            (self.train.optimizer in ("adam", "sgd"), "--optimizer must be adam or sgd"),
             (self.eval.num_workers >= 0, "--num-workers must be ≥ 0"),
             (
                 all(n >= 1 for n in self.eval.recall_at) and self.eval.recall_at,

@@ -13,6 +13,7 @@ import torch
 from vpr_bench.checkpoints import load_weights
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets import DatasetOptions, Split, build_dataset
+from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.engine import evaluate, resolve_device
 from vpr_bench.methods import build_method
 from vpr_bench.results.store import new_run_dir, write_record
@@ -47,6 +48,28 @@ def attach_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
+def initialise_from_data(model, cfg: RunConfig, device) -> bool:
+    """Run a method's data-driven initialisation (NetVLAD: k-means centroids) on the training database.
+
+    Part of building the architecture, not training: an ``--untrained`` model gets it too, when the
+    dataset has a training split.
+    """
+    initialise = getattr(model, "initialise", None)
+    if initialise is None:
+        return False
+    try:
+        _, train = load_split(cfg, "train")
+    except VPRBenchError as exc:
+        log.warning(
+            "%s: no training split to initialise from (%s); keeping its random initialisation",
+            cfg.model.method,
+            exc,
+        )
+        return False
+    initialise(train.database_paths, cfg, device)
+    return True
+
+
 def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "eval") -> Path:
     """Evaluate a method (untrained, or with ``checkpoint``) and write its record; the run folder."""
     seed_everything(cfg.seed)
@@ -55,6 +78,8 @@ def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "
     model = build_method(cfg.model)
     if checkpoint:
         load_weights(model, checkpoint)
+    else:
+        initialise_from_data(model, cfg, device)
     run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
     handler = attach_log(run_dir)
     try:
@@ -84,6 +109,95 @@ def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "
         write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
         m = result["metrics"]
         log.info("%s", "  ".join(f"{k} {v:.2f}" for k, v in m.items()))
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    return run_dir
+
+
+def train_run(cfg: RunConfig | None = None, resume: str | Path | None = None) -> Path:
+    """Train a method (mining + triplets, early stopping on val R@1), then test its best weights.
+
+    With ``resume`` (a run folder) the run's own config.json is used and training continues from its
+    last checkpoint in the same folder.
+    """
+    import json
+    import time
+
+    from vpr_bench._io import atomic_write_json
+    from vpr_bench.training import checkpoint as ckpt
+    from vpr_bench.training.trainer import Trainer
+
+    if resume is not None:
+        run_dir = Path(resume)
+        try:
+            cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise VPRBenchError(f"--resume {run_dir}: cannot read its config.json ({exc})") from None
+        if (run_dir / "metrics.json").exists():
+            raise VPRBenchError(f"--resume {run_dir}: this run is finished (metrics.json exists)")
+        state = ckpt.load_state(run_dir / ckpt.LAST)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.eval.device)
+    dataset_name, train = load_split(cfg, "train")
+    _, val = load_split(cfg, "val")
+    _, test = load_split(cfg, cfg.eval.split)
+    model = build_method(cfg.model)
+    if resume is None:
+        run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
+        atomic_write_json(run_dir / "config.json", {"argv": sys.argv, **cfg.to_dict()})
+    handler = attach_log(run_dir)
+    try:
+        trainer = Trainer(model, cfg, train, val, device, run_dir)
+        if resume is None:
+            log.info(
+                "train: %s on %s (%d database, %d queries), run %s",
+                cfg.model.method,
+                dataset_name,
+                train.num_database,
+                train.num_queries,
+                run_dir,
+            )
+            initialise_from_data(model, cfg, device)
+            trainer.save()
+        else:
+            trainer.load_state_dict(state)
+            log.info(
+                "resume: %s from epoch %d, batch %d",
+                run_dir,
+                trainer.progress.epoch + 1,
+                trainer.progress.position,
+            )
+        started = time.perf_counter()
+        progress = trainer.fit()
+        ckpt.load_best(model, run_dir)
+        if getattr(model, "pca_dim", None):  # whitening is fitted on the final (best) descriptors
+            model.fit_whitening(train.database_paths, cfg, device)
+            ckpt.save_weights(run_dir / ckpt.BEST, model)
+        result = evaluate(model, test, cfg, device, run_dir)
+        facts = getattr(model, "backbone_facts", {})
+        record = {
+            "method": cfg.model.method,
+            "dataset": dataset_name,
+            "command": "run",
+            "backbone": cfg.model.backbone,
+            "preset": cfg.preset,
+            "seed": cfg.seed,
+            "weights": f"trained from {facts.get('weights', 'unknown')}",
+            "trained": True,
+            **result,
+            "training": {
+                "epochs": progress.epoch,
+                "best_epoch": progress.best_epoch,
+                "best_val_R@1": progress.best_recall,
+                "stopped_early": progress.stopped_early,
+                "steps": progress.global_step,
+                "seconds_this_session": time.perf_counter() - started,
+                "history": progress.history,
+            },
+        }
+        write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
+        log.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items()))
     finally:
         log.removeHandler(handler)
         handler.close()

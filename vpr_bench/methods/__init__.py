@@ -3,7 +3,7 @@
 from torch import nn
 
 from vpr_bench.config import ModelConfig
-from vpr_bench.methods import gem  # noqa: F401  (registration)
+from vpr_bench.methods import gem, netvlad  # noqa: F401  (registration)
 from vpr_bench.registry import METHODS
 
 

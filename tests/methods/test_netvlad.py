@@ -1,0 +1,53 @@
+import numpy as np
+import torch
+
+from tests.conftest import tiny_config
+from vpr_bench.layers import NetVLAD
+from vpr_bench.methods import build_method
+
+
+def test_netvlad_layer_shape_and_normalisation():
+    layer = NetVLAD(clusters=8, dim=16)
+    out = layer(torch.randn(3, 16, 5, 7))
+    assert out.shape == (3, 128)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
+    tokens = torch.randn(3, 35, 16)
+    torch.testing.assert_close(layer(tokens), layer(tokens.transpose(1, 2).reshape(3, 16, 5, 7)))
+
+
+def test_netvlad_matches_the_formula():
+    """V(k) = Σ_i a_k(x_i)(x_i − c_k), intra-normalised per cluster, then L2 over the whole vector."""
+    torch.manual_seed(0)
+    layer = NetVLAD(clusters=4, dim=6, normalize_input=False)
+    x = torch.randn(1, 10, 6)
+    a = torch.softmax(x[0] @ layer.assign.weight.T, dim=1)  # (N, K)
+    v = torch.stack([(a[:, k : k + 1] * (x[0] - layer.centroids[k])).sum(0) for k in range(4)])
+    v = torch.nn.functional.normalize(v, dim=1).flatten()
+    torch.testing.assert_close(layer(x)[0], v / v.norm())
+
+
+def test_kmeans_initialisation_sets_centroids():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 5
+    features = np.concatenate([c + 0.01 * rng.normal(size=(50, 8)) for c in centres]).astype(np.float32)
+    layer = NetVLAD(clusters=4, dim=8, normalize_input=False)
+    layer.init_from_features(features, seed=0)
+    found = layer.centroids.detach().numpy()
+    assert np.abs(found[:, None] - centres[None]).sum(-1).min(axis=0).max() < 0.1  # each centre found
+    scores = torch.softmax(torch.from_numpy(features[:5]) @ layer.assign.weight.T, dim=1)
+    assert scores.max(dim=1).values.min() > 0.9  # sharp assignment at the start
+
+
+def test_netvlad_method_initialises_from_data_and_whitens(synthetic_root):
+    cfg = tiny_config(**{"model.method": "netvlad", "data.dataset": f"folder:{synthetic_root}"})
+    cfg.model.options = {"clusters": 4, "pca_dim": 16}
+    model = build_method(cfg.model)
+    from vpr_bench.runner import load_split
+
+    _, train = load_split(cfg, "train")
+    before = model.pool.centroids.detach().clone()
+    model.initialise(train.database_paths, cfg, torch.device("cpu"))
+    assert not torch.equal(before, model.pool.centroids) and bool(model.whitening_fitted)
+    out = model.eval()(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 16) and model.descriptor_dim == 16
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2))

@@ -1,0 +1,1 @@
+"""The generic training engine: triplet training with partial hard-negative mining."""

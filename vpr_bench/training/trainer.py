@@ -1,0 +1,304 @@
+"""The training loop every method reuses: mine → train → validate → early-stop, resumable at any batch.
+
+An epoch visits the training queries that have a non-trivial positive in a seeded order, in rounds of
+``cache_refresh`` batches (one round when 0). Each round refreshes the descriptor cache, mines tuples and
+trains on them. All randomness of a round derives from (seed, epoch, round), and the state saved at a
+checkpoint (model, optimiser, scheduler, position, tuples, miner cache, RNG) lets ``--resume`` end at the
+same metrics as an uninterrupted run on CPU. Methods with other objectives (distillation) subclass
+``Trainer`` and override ``cache_descriptors`` and/or ``compute_loss``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vpr_bench.config import RunConfig
+from vpr_bench.datasets.images import IMAGENET_MEAN, IMAGENET_STD, eval_transform, unwrap_worker_error
+from vpr_bench.datasets.split import Split
+from vpr_bench.errors import VPRBenchError
+from vpr_bench.evaluation.descriptors import extract
+from vpr_bench.evaluation.engine import evaluate
+from vpr_bench.losses import build_loss
+from vpr_bench.training import checkpoint as ckpt
+from vpr_bench.training.mining import HardNegativeMiner, MinedTuples
+from vpr_bench.training.tuples import TupleImages, collate
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(VPRBenchError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(VPRBenchError):
+    """Ctrl-C: a checkpoint was saved; ``--resume`` continues."""
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epochs completed
+    round: int = 0  # rounds completed in the current epoch
+    position: int = 0  # batches completed in the current round
+    global_step: int = 0
+    best_recall: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    epoch_loss: float = 0.0
+    epoch_batches: int = 0
+    epoch_tuples: int = 0
+    epoch_skipped: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: RunConfig,
+        train_split: Split,
+        val_split: Split,
+        device: torch.device,
+        run_dir: Path,
+    ):
+        self.model, self.cfg, self.tc = model.to(device), cfg, cfg.train
+        self.train_split, self.val_split, self.device, self.run_dir = train_split, val_split, device, run_dir
+        facts = getattr(model, "backbone_facts", {})
+        self.transform = eval_transform(
+            cfg.data.image_size, facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD)
+        )
+        mining_margin = (
+            self.tc.mining_margin if self.tc.mining_margin is not None else math.sqrt(self.tc.margin)
+        )
+        self.miner = HardNegativeMiner(
+            train_split.training_positives(),
+            train_split.ground_truth(),
+            self.tc.negatives,
+            self.tc.negative_samples,
+            mining_margin,
+        )
+        self.loss_fn = build_loss(
+            self.tc.loss, margin=self.tc.margin, distance=self.tc.distance, reduction=self.tc.reduction
+        )
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.tc.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(
+                params, lr=self.tc.lr, momentum=0.9, weight_decay=self.tc.weight_decay
+            )
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.tc.lr_gamma)
+        self.progress = Progress()
+        self.round_tuples: MinedTuples | None = None
+        self._stop = False
+
+    # ---- overridable pieces -------------------------------------------------------------------------
+    def cache_descriptors(self, query_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors the miner works in: (all training queries, indexed by query; database)."""
+        common = dict(
+            transform=self.transform,
+            device=self.device,
+            batch_size=self.cfg.eval.batch_size,
+            num_workers=self.cfg.eval.num_workers,
+            quiet=self.cfg.quiet,
+        )
+        db, _ = extract(self.model, self.train_split.database_paths, desc="cache: database", **common)
+        rows, _ = extract(
+            self.model, [self.train_split.query_paths[i] for i in query_rows], desc="cache: queries", **common
+        )
+        queries = np.zeros((self.train_split.num_queries, db.shape[1]), dtype=np.float32)
+        queries[query_rows] = rows
+        return queries, db
+
+    def compute_loss(self, embeddings: torch.Tensor, triplets: tuple, images: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(embeddings, indices_tuple=triplets)
+
+    # ---- state --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        tuples = None
+        if self.round_tuples is not None:
+            t = self.round_tuples
+            tuples = {
+                "queries": torch.from_numpy(t.queries),
+                "positives": torch.from_numpy(t.positives),
+                "negatives": torch.from_numpy(t.negatives),
+                "skipped": t.skipped,
+                "without_positive": t.without_positive,
+            }
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "progress": asdict(self.progress),
+            "round_tuples": tuples,
+            "miner": {"negative_cache": torch.from_numpy(self.miner.cache)},
+            "rng": ckpt.rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.progress = Progress(**state["progress"])
+        t = state["round_tuples"]
+        self.round_tuples = (
+            None
+            if t is None
+            else MinedTuples(
+                t["queries"].numpy(),
+                t["positives"].numpy(),
+                t["negatives"].numpy(),
+                t["skipped"],
+                t["without_positive"],
+            )
+        )
+        self.miner.load_state_dict({"negative_cache": state["miner"]["negative_cache"].numpy()})
+        ckpt.set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        ckpt.save_state(self.run_dir / ckpt.LAST, self.state_dict())
+
+    # ---- loop ---------------------------------------------------------------------------------------
+    def rounds(self, epoch: int) -> list[np.ndarray]:
+        trainable = np.flatnonzero(self.miner.train_positives.counts > 0)
+        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(trainable)
+        if self.tc.queries_per_epoch:
+            order = order[: self.tc.queries_per_epoch]
+        per_round = self.tc.cache_refresh * self.tc.batch_size or len(order)
+        return [order[i : i + per_round] for i in range(0, len(order), per_round)]
+
+    def fit(self) -> Progress:
+        previous = signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            while self.progress.epoch < self.tc.epochs and not self.progress.stopped_early:
+                self._run_epoch()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        self.progress.finished = True
+        self.save()
+        return self.progress
+
+    def _request_stop(self, signum, frame) -> None:
+        self._stop = True
+        log.warning("interrupt: saving a checkpoint after this batch")
+
+    def _run_epoch(self) -> None:
+        p, started = self.progress, time.perf_counter()
+        rounds = self.rounds(p.epoch)
+        while p.round < len(rounds):
+            if self.round_tuples is None:
+                self.model.eval()
+                queries, db = self.cache_descriptors(rounds[p.round])
+                rng = np.random.default_rng([self.cfg.seed, p.epoch, p.round, 1])
+                self.round_tuples = self.miner.mine(queries, db, rng, rounds[p.round])
+                p.position = 0
+                p.epoch_tuples += len(self.round_tuples.queries)
+                p.epoch_skipped += self.round_tuples.skipped
+                self.save()
+            self._train_round()
+            p.round, p.position, self.round_tuples = p.round + 1, 0, None
+        self.scheduler.step()
+        metrics = evaluate(self.model, self.val_split, self.cfg, self.device)["metrics"]
+        recall = metrics["R@1"]
+        improved = recall > p.best_recall
+        if improved:
+            p.best_recall, p.best_epoch, p.bad_epochs = recall, p.epoch + 1, 0
+            ckpt.save_weights(self.run_dir / ckpt.BEST, self.model)
+        else:
+            p.bad_epochs += 1
+        loss = p.epoch_loss / max(p.epoch_batches, 1)
+        p.history.append(
+            {
+                "epoch": p.epoch + 1,
+                "loss": loss,
+                "tuples": p.epoch_tuples,
+                "skipped": p.epoch_skipped,
+                "val_R@1": recall,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+        log.info(
+            "epoch %d/%d: loss %.4f, %d tuples (%d queries skipped), val R@1 %.2f (best %.2f @%d)%s",
+            p.epoch + 1,
+            self.tc.epochs,
+            loss,
+            p.epoch_tuples,
+            p.epoch_skipped,
+            recall,
+            p.best_recall,
+            p.best_epoch,
+            "" if improved else f", {p.bad_epochs} without gain",
+        )
+        p.epoch, p.round = p.epoch + 1, 0
+        p.epoch_loss, p.epoch_batches, p.epoch_tuples, p.epoch_skipped = 0.0, 0, 0, 0
+        p.stopped_early = p.bad_epochs >= self.tc.patience
+        self.save()
+
+    def _train_round(self) -> None:
+        p, tuples = self.progress, self.round_tuples
+        order = np.random.default_rng([self.cfg.seed, p.epoch, p.round, 2]).permutation(len(tuples.queries))
+        batches = [
+            order[i : i + self.tc.batch_size].tolist() for i in range(0, len(order), self.tc.batch_size)
+        ]
+        dataset = TupleImages(
+            tuples, self.train_split.query_paths, self.train_split.database_paths, self.transform
+        )
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches[p.position :],
+            collate_fn=collate,
+            num_workers=self.cfg.eval.num_workers,
+        )
+        self.model.train()
+        bar = tqdm(
+            total=len(batches),
+            initial=p.position,
+            desc=f"epoch {p.epoch + 1}",
+            unit="batch",
+            disable=self.cfg.quiet,
+            leave=False,
+        )
+        try:
+            for images, triplets, _ in loader:
+                embeddings = self.model(images.to(self.device))
+                loss = self.compute_loss(embeddings, tuple(t.to(self.device) for t in triplets), images)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"non-finite loss ({loss.item()}) at epoch {p.epoch + 1}, batch {p.position + 1} "
+                        f"(step {p.global_step + 1}); the last good checkpoint {self.run_dir / ckpt.LAST} "
+                        "is kept; try a lower --lr"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                p.position, p.global_step = p.position + 1, p.global_step + 1
+                p.epoch_loss, p.epoch_batches = p.epoch_loss + loss.item(), p.epoch_batches + 1
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                if self._stop:
+                    self.save()
+                    raise TrainingInterrupted(
+                        f"interrupted at epoch {p.epoch + 1}, batch {p.position}; checkpoint saved: "
+                        f"continue with `vpr-bench run --resume {self.run_dir}`"
+                    )
+                if p.global_step % self.tc.checkpoint_every == 0:
+                    self.save()
+        except VPRBenchError:
+            raise
+        except Exception as exc:
+            raise unwrap_worker_error(exc) from None
+        finally:
+            bar.close()
