@@ -35,7 +35,9 @@ class NetVLAD(nn.Module):
         return F.normalize(vlad.flatten(1), dim=-1)
 
     @torch.no_grad()
-    def init_from_features(self, features: np.ndarray, seed: int = 0, iterations: int = 25, redo: int = 3) -> None:
+    def init_from_features(
+        self, features: np.ndarray, seed: int = 0, iterations: int = 25, redo: int = 3
+    ) -> None:
         """Centroids by faiss k-means on sampled local features; assignment sharp at the start.
 
         As in the NetVLAD release: weights = α · normalised centroid, with α chosen so that a feature's
