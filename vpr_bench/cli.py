@@ -37,10 +37,8 @@ def _ints(value: str | None) -> tuple[int, ...] | None:
 def common_options(func):
     """Options shared by ``run`` and ``eval``; each maps to one dotted config field."""
     options = [
-        click.option("--method", required=True, help="Method name (see `vpr-bench list`)."),
-        click.option(
-            "--dataset", required=True, help="Dataset name, or folder:<path> (see `vpr-bench list`)."
-        ),
+        click.option("--method", help="Method name (see `vpr-bench list`)."),
+        click.option("--dataset", help="Dataset name, or folder:<path> (see `vpr-bench list`)."),
         click.option("--data-root", help="Dataset root [default: datasets/<name>]."),
         click.option("--struct-dir", help="Extra folder holding .mat structure files."),
         click.option(

@@ -1,0 +1,179 @@
+"""The training loop on a tiny run: records, resume equivalence, interruption, non-finite loss."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import tiny_config
+from vpr_bench.runner import train_run
+from vpr_bench.training import checkpoint as ckpt
+from vpr_bench.training.trainer import Trainer, TrainingError, TrainingInterrupted
+
+# 12 queries per epoch in batches of 4: 3 batches an epoch, 6 in all; a checkpoint every 2 batches
+TRAIN = {
+    "train.epochs": 2,
+    "train.batch_size": 4,
+    "train.negatives": 2,
+    "train.negative_samples": 20,
+    "train.checkpoint_every": 2,
+    "train.queries_per_epoch": 12,
+    "train.lr": 1e-3,
+    "eval.batch_size": 32,
+}
+
+
+def config(root, out, **extra):
+    return tiny_config(**{"data.dataset": f"folder:{root}", "out": str(out), **TRAIN, **extra})
+
+
+def record(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def only_run(out):
+    (run_dir,) = [p for p in out.glob("*/*/*") if p.is_dir()]
+    return run_dir
+
+
+def fail_at(monkeypatch, step, action):
+    calls = {"n": 0}
+    original = Trainer.compute_loss
+
+    def wrapped(self, *args):
+        calls["n"] += 1
+        if calls["n"] == step:
+            result = action(self)
+            if result is not None:
+                return result
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "compute_loss", wrapped)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_root, tmp_path_factory):
+    return record(train_run(config(synthetic_root, tmp_path_factory.mktemp("full"))))
+
+
+def test_training_writes_a_record(uninterrupted):
+    assert uninterrupted["trained"] is True and uninterrupted["training"]["epochs"] == 2
+    assert [h["epoch"] for h in uninterrupted["training"]["history"]] == [1, 2]
+    assert all(h["tuples"] + h["skipped"] == 12 for h in uninterrupted["training"]["history"])
+    assert set(uninterrupted["metrics"]) >= {"R@1", "R@5", "R@10", "R@20"}
+
+
+def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(
+    synthetic_root, tmp_path, monkeypatch, uninterrupted
+):
+    def crash(self):  # like SIGKILL: nothing is saved on the way out
+        raise RuntimeError("killed")
+
+    fail_at(
+        monkeypatch, 5, crash
+    )  # epoch 2, batch 2; the last checkpoint is after batch 4 (epoch 2, batch 1)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_run(config(synthetic_root, tmp_path))
+    monkeypatch.undo()
+    run_dir = only_run(tmp_path)
+    state = ckpt.load_state(run_dir / ckpt.LAST)
+    assert (state["progress"]["epoch"], state["progress"]["position"], state["progress"]["global_step"]) == (
+        1,
+        1,
+        4,
+    )
+    resumed = record(train_run(resume=run_dir))
+    assert resumed["metrics"] == pytest.approx(uninterrupted["metrics"], abs=1e-9)
+    assert [h["loss"] for h in resumed["training"]["history"]] == pytest.approx(
+        [h["loss"] for h in uninterrupted["training"]["history"]], rel=1e-5
+    )
+
+
+def test_ctrl_c_saves_then_resume_finishes(synthetic_root, tmp_path, monkeypatch, uninterrupted):
+    fail_at(monkeypatch, 2, lambda self: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(TrainingInterrupted, match=r"interrupted at epoch 1, batch 2; .*--resume"):
+        train_run(config(synthetic_root, tmp_path))
+    monkeypatch.undo()
+    run_dir = only_run(tmp_path)
+    assert ckpt.load_state(run_dir / ckpt.LAST)["progress"]["global_step"] == 2
+    assert record(train_run(resume=run_dir))["metrics"] == pytest.approx(uninterrupted["metrics"], abs=1e-9)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    fail_at(monkeypatch, 3, lambda self: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(
+        TrainingError, match=r"non-finite loss \(nan\) at epoch 1, batch 3 \(step 3\); .*last.pt is kept"
+    ):
+        train_run(config(synthetic_root, tmp_path))
+    state = ckpt.load_state(only_run(tmp_path) / ckpt.LAST)
+    assert state["progress"]["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_resume_refuses_a_finished_run(synthetic_root, tmp_path, uninterrupted):
+    from vpr_bench.errors import VPRBenchError
+
+    run_dir = train_run(config(synthetic_root, tmp_path, **{"train.epochs": 1}))
+    with pytest.raises(VPRBenchError, match="this run is finished"):
+        train_run(resume=run_dir)
+
+
+def test_sigkill_mid_epoch_then_resume_from_the_cli(synthetic_root, tmp_path):
+    args = [
+        "--method",
+        "gem",
+        "--dataset",
+        f"folder:{synthetic_root}",
+        "--backbone",
+        "test_resnet",
+        "--no-pretrained",
+        "--image-size",
+        "32x32",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "2",
+        "--negatives",
+        "2",
+        "--negative-samples",
+        "20",
+        "--checkpoint-every",
+        "1",
+        "--queries-per-epoch",
+        "20",
+        "--lr",
+        "1e-3",
+    ]
+    proc = subprocess.Popen([sys.executable, "-m", "vpr_bench", "run", *args], stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            lasts = list(tmp_path.glob("*/*/*/last.pt"))
+            if lasts:
+                progress = ckpt.load_state(lasts[0])["progress"]
+                if progress["epoch"] == 1 and progress["position"] >= 3:  # inside the second epoch
+                    break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    run_dir = only_run(tmp_path)
+    assert not (run_dir / "metrics.json").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "vpr_bench", "run", "--resume", str(run_dir)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert record(run_dir)["training"]["epochs"] == 3
