@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format lock clean
+.PHONY: install run test bench lint format lock clean
 
 # (Re)install only when the dependency set or the package metadata changed.
 $(STAMP): constraints.txt setup.cfg pyproject.toml $(wildcard plugins/*/setup.cfg)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]' $(patsubst %/setup.cfg,-e %,$(wildcard plugins/*/setup.cfg))
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]' $(patsubst %/setup.cfg,-e %,$(wildcard plugins/*/setup.cfg))
 	touch $@
 
 install: $(STAMP)
@@ -22,6 +22,10 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Speed goals live here, not in unit tests: each script prints ratios measured in one run.
+bench: install
+	$(BIN)/python benchmarks/mining.py
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -169,3 +169,24 @@ def test_datasets_synth_makes_a_dataset_once(tmp_path, capsys):
     assert code == 0 and "already holds" in out_text
     code, _, err = call([*args[:3], "13", *args[4:]], capsys)
     assert code == 2 and "already exists" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "error: --epochs must be ≥ 1"),
+        (["--batch-size", "-1"], "error: --batch-size must be ≥ 1"),
+        (["--lr", "0"], "error: --lr must be > 0"),
+        (["--negatives", "5", "--negative-samples", "2"], "error: --negative-samples must be ≥ --negatives"),
+        (["--loss", "nope"], "error: unknown loss 'nope'; valid: triplet"),
+    ],
+)
+def test_invalid_training_options(args, message, capsys, data_dir):
+    code, _, err = call(["run", "--method", "gem", "--dataset", "synthetic", *TINY, *args], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not data_dir.exists()  # rejected before any dataset was generated
+
+
+def test_resume_takes_no_other_options(capsys, tmp_path):
+    code, _, err = call(["run", "--resume", str(tmp_path), "--epochs", "3"], capsys)
+    assert code == 2 and "--resume uses the run's own config.json; drop --epochs" in err

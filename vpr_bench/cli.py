@@ -91,6 +91,7 @@ TRAIN_OPTIONS = [
     click.option("--negatives", type=int, help="Hard negatives per tuple [paper: 10]."),
     click.option("--negative-samples", type=int, help="Random negatives drawn per query [paper: 1000]."),
     click.option("--margin", type=float, help="Triplet margin [paper: 0.1]."),
+    click.option("--loss", help="Training loss (see `vpr-bench list`) [default: triplet]."),
     click.option("--cache-refresh", type=int, help="Batches between cache refreshes; 0 = once per epoch."),
     click.option("--patience", type=int, help="Epochs without val R@1 gain before stopping [paper: 10]."),
     click.option("--checkpoint-every", type=int, help="Batches between mid-epoch checkpoints [default: 50]."),
@@ -150,6 +151,11 @@ def build_config(preset: str, **o):
         values[f"train.{key}"] = o.get(key)
     cfg = resolve(preset, values)
     cfg.model.options.update(model_options)
+    from vpr_bench.registry import DATASETS, LOSSES, METHODS
+
+    METHODS.get(cfg.model.method)  # unknown names fail now, listing the valid ones, before any work
+    DATASETS.resolve(cfg.data.dataset)
+    LOSSES.get(cfg.train.loss)
     return cfg
 
 
