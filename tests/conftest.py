@@ -25,7 +25,10 @@ def tiny_config(**overrides):
         "eval.device": "cpu",
     }
     values.update(overrides)
-    return resolve("demo", values)
+    cfg = resolve("demo", values)
+    if "model.backbone_stage" not in overrides:
+        cfg.model.backbone_stage = None  # test_resnet's last stage, not the demo's cut
+    return cfg
 
 
 def write_image(path: Path, colour=(128, 128, 128), size=(16, 12)) -> None:

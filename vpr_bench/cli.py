@@ -147,6 +147,7 @@ def build_config(preset: str, **o):
         "patience",
         "checkpoint_every",
         "queries_per_epoch",
+        "loss",
     ):
         values[f"train.{key}"] = o.get(key)
     cfg = resolve(preset, values)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+from tqdm import tqdm
 
 from vpr_bench.datasets.ground_truth import GroundTruth
 
@@ -50,6 +51,7 @@ class HardNegativeMiner:
         negative_samples: int = 1000,
         mining_margin: float = 0.1**0.5,
         block: int = 512,
+        quiet: bool = True,
     ):
         self.train_positives = train_positives  # non-trivial positives (10 m)
         self.eval_positives = eval_positives  # everything within 25 m: never a negative
@@ -57,6 +59,7 @@ class HardNegativeMiner:
         self.negative_samples = negative_samples
         self.mining_margin = mining_margin
         self.block = block
+        self.quiet = quiet
         # previous hard negatives of each query (-1: none yet); part of the checkpointed state
         self.cache = np.full((train_positives.num_queries, negatives), -1, dtype=np.int64)
 
@@ -80,7 +83,8 @@ class HardNegativeMiner:
         out_q, out_p, out_n = [], [], []
         skipped = 0
         db_desc = np.ascontiguousarray(db_desc, dtype=np.float32)
-        for start in range(0, len(all_rows), self.block):
+        starts = range(0, len(all_rows), self.block)
+        for start in tqdm(starts, desc="mining", unit="block", disable=self.quiet, leave=False):
             rows = all_rows[start : start + self.block]
             block_samples = sample_all[start : start + self.block][has_positive[rows]]
             rows = rows[has_positive[rows]]

@@ -88,6 +88,7 @@ class Trainer:
             self.tc.negatives,
             self.tc.negative_samples,
             mining_margin,
+            quiet=cfg.quiet,
         )
         self.loss_fn = build_loss(
             self.tc.loss, margin=self.tc.margin, distance=self.tc.distance, reduction=self.tc.reduction
