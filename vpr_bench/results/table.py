@@ -8,7 +8,9 @@ from vpr_bench.results.store import Record
 
 MISSING = "—"
 COLUMNS = (  # header, record field, format
+    ("dataset", "dataset", "{}"),
     ("method", "method", "{}"),
+    ("weights", "trained", "{}"),
     ("backbone", "backbone", "{}"),
     ("preset", "preset", "{}"),
     ("R@1", "metrics.R@1", "{:.1f}"),
@@ -30,6 +32,8 @@ def cell(record: Record, field: str, fmt: str) -> str:
         return MISSING
     if field == "cost.params":
         value = value / 1e6
+    if field == "trained":
+        value = "trained" if value else "untrained"
     try:
         return fmt.format(value)
     except (ValueError, TypeError):
@@ -45,6 +49,6 @@ def render_text(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def records_table(records: Sequence[Record]) -> str:
-    ordered = sorted(records, key=lambda r: -(r.get("metrics.R@1") or -1.0))
+    ordered = sorted(records, key=lambda r: (str(r.get("dataset")), -(r.get("metrics.R@1") or -1.0)))
     rows = [[cell(r, field, fmt) for _, field, fmt in COLUMNS] for r in ordered]
     return render_text([h for h, _, _ in COLUMNS], rows)
