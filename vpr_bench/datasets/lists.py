@@ -40,6 +40,25 @@ def _as_index_lists(raw, path: Path) -> list[np.ndarray]:
         raise DatasetError(f"{path}: expected one list of database indices per query") from None
 
 
+def _list_split(
+    dataset: str, split: str, database: list, queries: list, lists: list, gt_path: Path, layout: str
+) -> Split:
+    """A split whose ground truth is the given per-query index lists (range-checked)."""
+    try:
+        gt = GroundTruth.from_lists(lists, len(database))
+    except ValueError as exc:
+        raise DatasetError(f"{gt_path}: {exc} ({len(database)} database images)") from None
+    return Split(
+        dataset,
+        split,
+        database,
+        queries,
+        explicit_ground_truth=gt,
+        source=str(gt_path),
+        info={"layout": layout},
+    )
+
+
 class VPRBenchDataset(VPRDataset):
     splits = ("test",)
 
@@ -63,19 +82,7 @@ class VPRBenchDataset(VPRDataset):
             if not 0 <= int(query_index) < len(queries):
                 raise DatasetError(f"{gt_path}: query index {query_index} but {len(queries)} query images")
             lists[int(query_index)] = np.asarray(refs, dtype=np.int64).ravel()
-        try:
-            gt = GroundTruth.from_lists(lists, len(database))
-        except ValueError as exc:
-            raise DatasetError(f"{gt_path}: {exc} ({len(database)} reference images)") from None
-        return Split(
-            self.name,
-            split,
-            database,
-            queries,
-            explicit_ground_truth=gt,
-            source=str(self.root),
-            info={"layout": "vpr-bench"},
-        )
+        return _list_split(self.name, split, database, queries, lists, gt_path, "vpr-bench")
 
 
 class NpyListDataset(VPRDataset):
@@ -94,19 +101,7 @@ class NpyListDataset(VPRDataset):
         )
         if len(lists) != len(queries):
             raise DatasetError(f"{files['gt']}: {len(lists)} ground-truth rows for {len(queries)} queries")
-        try:
-            gt = GroundTruth.from_lists(lists, len(database))
-        except ValueError as exc:
-            raise DatasetError(f"{files['gt']}: {exc} ({len(database)} database images)") from None
-        return Split(
-            self.name,
-            split,
-            database,
-            queries,
-            explicit_ground_truth=gt,
-            source=str(files["gt"]),
-            info={"layout": "npylist"},
-        )
+        return _list_split(self.name, split, database, queries, lists, files["gt"], "npylist")
 
 
 @register_dataset("vprbench:", "any dataset in the VPR-Bench layout: query/, ref/, ground_truth_new.npy")
