@@ -48,17 +48,17 @@ def attach_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def initialise_from_data(model, cfg: RunConfig, device) -> bool:
+def initialise_from_data(model, cfg: RunConfig, device, train: Split | None = None) -> bool:
     """Run a method's data-driven initialisation (NetVLAD: k-means centroids) on the training database.
 
     Part of building the architecture, not training: an ``--untrained`` model gets it too, when the
-    dataset has a training split.
+    dataset has a training split. ``train``: the already loaded training split, if the caller has it.
     """
     initialise = getattr(model, "initialise", None)
     if initialise is None:
         return False
     try:
-        _, train = load_split(cfg, "train")
+        train = train or load_split(cfg, "train")[1]
     except VPRBenchError as exc:
         log.warning(
             "%s: no training split to initialise from (%s); keeping its random initialisation",
@@ -68,6 +68,20 @@ def initialise_from_data(model, cfg: RunConfig, device) -> bool:
         return False
     initialise(train.database_paths, cfg, device)
     return True
+
+
+def record_header(cfg: RunConfig, dataset: str, command: str, weights: str, trained: bool) -> dict:
+    """The fields every run record starts with."""
+    return {
+        "method": cfg.model.method,
+        "dataset": dataset,
+        "command": command,
+        "backbone": cfg.model.backbone,
+        "preset": cfg.preset,
+        "seed": cfg.seed,
+        "weights": weights,
+        "trained": trained,
+    }
 
 
 def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "eval") -> Path:
@@ -95,17 +109,8 @@ def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "
         )
         result = evaluate(model, split, cfg, device, run_dir)
         facts = getattr(model, "backbone_facts", {})
-        record = {
-            "method": cfg.model.method,
-            "dataset": dataset_name,
-            "command": command,
-            "backbone": cfg.model.backbone,
-            "preset": cfg.preset,
-            "seed": cfg.seed,
-            "weights": f"checkpoint:{checkpoint}" if checkpoint else facts.get("weights", "unknown"),
-            "trained": bool(checkpoint),
-            **result,
-        }
+        weights = f"checkpoint:{checkpoint}" if checkpoint else facts.get("weights", "unknown")
+        record = {**record_header(cfg, dataset_name, command, weights, bool(checkpoint)), **result}
         write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
         m = result["metrics"]
         log.info("%s", "  ".join(f"{k} {v:.2f}" for k, v in m.items()))
@@ -158,7 +163,7 @@ def train_run(cfg: RunConfig | None = None, resume: str | Path | None = None) ->
                 train.num_queries,
                 run_dir,
             )
-            initialise_from_data(model, cfg, device)
+            initialise_from_data(model, cfg, device, train)
             trainer.save()
         else:
             trainer.load_state_dict(state)
@@ -177,14 +182,9 @@ def train_run(cfg: RunConfig | None = None, resume: str | Path | None = None) ->
         result = evaluate(model, test, cfg, device, run_dir)
         facts = getattr(model, "backbone_facts", {})
         record = {
-            "method": cfg.model.method,
-            "dataset": dataset_name,
-            "command": "run",
-            "backbone": cfg.model.backbone,
-            "preset": cfg.preset,
-            "seed": cfg.seed,
-            "weights": f"trained from {facts.get('weights', 'unknown')}",
-            "trained": True,
+            **record_header(
+                cfg, dataset_name, "run", f"trained from {facts.get('weights', 'unknown')}", True
+            ),
             **result,
             "training": {
                 "epochs": progress.epoch,

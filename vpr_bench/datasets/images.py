@@ -40,6 +40,12 @@ def eval_transform(image_size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET
     )
 
 
+def model_transform(model, image_size: tuple[int, int]) -> transforms.Compose:
+    """The eval transform with the normalisation the backbone weights expect (ImageNet's if unknown)."""
+    facts = getattr(model, "backbone_facts", {})
+    return eval_transform(image_size, facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD))
+
+
 class ImageList(Dataset):
     """Images by path → (tensor, index)."""
 

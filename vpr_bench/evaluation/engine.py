@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vpr_bench.config import RunConfig
-from vpr_bench.datasets.images import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from vpr_bench.datasets.images import model_transform
 from vpr_bench.datasets.split import Split
 from vpr_bench.evaluation.descriptors import extract, median_ms_per_image
 from vpr_bench.evaluation.matching import collapse_groups, search
@@ -48,10 +48,7 @@ def evaluate(
 ) -> dict:
     """Metrics and cost figures of ``model`` on ``split``; top-k predictions saved in ``run_dir``."""
     gt = split.ground_truth(cfg.data.pos_radius)
-    facts = getattr(model, "backbone_facts", {})
-    transform = eval_transform(
-        cfg.data.image_size, facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD)
-    )
+    transform = model_transform(model, cfg.data.image_size)
     model = model.to(device)
     common = dict(
         transform=transform,

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vpr_bench.config import ModelConfig
-from vpr_bench.datasets.images import ImageList, eval_transform
+from vpr_bench.datasets.images import ImageList, model_transform
 from vpr_bench.layers import NetVLAD
 from vpr_bench.methods.backbones import create_backbone
 from vpr_bench.registry import register_method
@@ -40,9 +40,7 @@ class NetVLADNet(nn.Module):
     def _local_features(self, paths, cfg, device, per_image: int, max_images: int) -> np.ndarray:
         rng = np.random.default_rng(cfg.seed)
         picks = rng.choice(len(paths), size=min(max_images, len(paths)), replace=False)
-        transform = eval_transform(
-            cfg.data.image_size, self.backbone_facts["mean"], self.backbone_facts["std"]
-        )
+        transform = model_transform(self, cfg.data.image_size)
         loader = DataLoader(
             ImageList([paths[i] for i in picks], transform),
             batch_size=cfg.eval.batch_size,
@@ -74,9 +72,7 @@ class NetVLADNet(nn.Module):
         rng = np.random.default_rng(cfg.seed)
         picks = rng.choice(len(database_paths), size=min(max_images, len(database_paths)), replace=False)
         self.whitening_fitted.fill_(False)
-        transform = eval_transform(
-            cfg.data.image_size, self.backbone_facts["mean"], self.backbone_facts["std"]
-        )
+        transform = model_transform(self, cfg.data.image_size)
         vlad, _ = extract(
             self,
             [database_paths[i] for i in picks],

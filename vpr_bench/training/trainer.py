@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vpr_bench.config import RunConfig
-from vpr_bench.datasets.images import IMAGENET_MEAN, IMAGENET_STD, eval_transform, unwrap_worker_error
+from vpr_bench.datasets.images import model_transform, unwrap_worker_error
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.descriptors import extract
@@ -75,10 +75,7 @@ class Trainer:
     ):
         self.model, self.cfg, self.tc = model.to(device), cfg, cfg.train
         self.train_split, self.val_split, self.device, self.run_dir = train_split, val_split, device, run_dir
-        facts = getattr(model, "backbone_facts", {})
-        self.transform = eval_transform(
-            cfg.data.image_size, facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD)
-        )
+        self.transform = model_transform(model, cfg.data.image_size)
         mining_margin = (
             self.tc.mining_margin if self.tc.mining_margin is not None else math.sqrt(self.tc.margin)
         )
