@@ -21,8 +21,16 @@ from vpr_bench.registry import register_method
 
 
 class NetVLADNet(nn.Module):
-    def __init__(self, backbone: nn.Module, channels: int, clusters: int, pca_dim: int | None = None):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        channels: int,
+        clusters: int,
+        pca_dim: int | None = None,
+        sharpness: float = 100.0,
+    ):
         super().__init__()
+        self.sharpness = sharpness
         self.backbone = backbone
         self.pool = NetVLAD(clusters, channels)
         self.pca_dim = pca_dim
@@ -59,7 +67,7 @@ class NetVLADNet(nn.Module):
     def initialise(self, database_paths, cfg, device, per_image: int = 50, max_images: int = 500) -> None:
         """k-means centroids from the training database (and whitening, if asked for)."""
         features = self._local_features(database_paths, cfg, device, per_image, max_images)
-        self.pool.init_from_features(features, seed=cfg.seed)
+        self.pool.init_from_features(features, seed=cfg.seed, sharpness=self.sharpness)
         if self.pca_dim:
             self.fit_whitening(database_paths, cfg, device)
 
@@ -99,7 +107,11 @@ class NetVLADNet(nn.Module):
 def netvlad(cfg: ModelConfig) -> NetVLADNet:
     backbone, facts = create_backbone(cfg.backbone, cfg.pretrained, cfg.pretrained_file, cfg.backbone_stage)
     model = NetVLADNet(
-        backbone, facts["channels"], int(cfg.options.get("clusters", 64)), cfg.options.get("pca_dim")
+        backbone,
+        facts["channels"],
+        int(cfg.options.get("clusters", 64)),
+        cfg.options.get("pca_dim"),
+        float(cfg.options.get("sharpness", 100.0)),
     )
     model.backbone_facts = facts
     return model
