@@ -34,6 +34,22 @@ def _ints(value: str | None) -> tuple[int, ...] | None:
         raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 1,5,10,20") from None
 
 
+def _key_values(values: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` pairs; values read as JSON when they parse (numbers, true/false), else strings."""
+    import json
+
+    parsed = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. clusters=32")
+        try:
+            parsed[key] = json.loads(raw)
+        except ValueError:
+            parsed[key] = raw
+    return parsed
+
+
 def common_options(func):
     """Options shared by ``run`` and ``eval``; each maps to one dotted config field."""
     options = [
@@ -75,6 +91,16 @@ def common_options(func):
         click.option("--seed", type=int, help="Random seed [default: 1234]."),
         click.option("--out", type=click.Path(), help="Results folder [default: results]."),
         click.option("--quiet", is_flag=True, default=None, help="No progress bars."),
+        click.option(
+            "--model-option",
+            "model_option",
+            multiple=True,
+            callback=lambda c, p, v: _key_values(v),
+            help="Method-specific setting KEY=VALUE (repeatable), e.g. vit=vit_small_patch16_224.",
+        ),
+        click.option(
+            "--teacher", type=click.Path(), help="Distillation: a teacher run folder or weights file."
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -96,6 +122,12 @@ TRAIN_OPTIONS = [
     click.option("--patience", type=int, help="Epochs without val R@1 gain before stopping [paper: 10]."),
     click.option("--checkpoint-every", type=int, help="Batches between mid-epoch checkpoints [default: 50]."),
     click.option("--queries-per-epoch", type=int, help="Training queries per epoch; 0 = all."),
+    click.option("--kd-weight", type=float, help="Distillation: weight of the KD term [default: 1]."),
+    click.option(
+        "--mining-space",
+        type=click.Choice(["teacher", "student"]),
+        help="Distillation: mine the student's tuples in this model's space [default: teacher].",
+    ),
 ]
 
 
@@ -110,6 +142,7 @@ def build_config(preset: str, **o):
         if not o.get(name):
             raise click.UsageError(f"missing option --{name}")
     model_options = {k: o[k] for k in ("clusters", "pca_dim") if o.get(k) is not None}
+    model_options.update(o.get("model_option") or {})
     values = {
         "data.dataset": o["dataset"],
         "data.data_root": o["data_root"],
@@ -132,6 +165,10 @@ def build_config(preset: str, **o):
         "seed": o["seed"],
         "out": o["out"],
         "quiet": o["quiet"],
+        "distill.teacher": o.get("teacher"),
+        "distill.kd_loss": o.get("kd_loss"),
+        "distill.kd_weight": o.get("kd_weight"),
+        "distill.mining_space": o.get("mining_space"),
     }
     for key in (
         "batch_size",
@@ -152,9 +189,16 @@ def build_config(preset: str, **o):
         values[f"train.{key}"] = o.get(key)
     cfg = resolve(preset, values)
     cfg.model.options.update(model_options)
-    from vpr_bench.registry import DATASETS, LOSSES, METHODS
+    from vpr_bench.registry import DATASETS, KD_LOSSES, LOSSES, METHODS, PIPELINES
 
-    METHODS.get(cfg.model.method)  # unknown names fail now, listing the valid ones, before any work
+    if cfg.model.method not in PIPELINES:  # unknown names fail now, listing the valid ones, before any work
+        try:
+            METHODS.get(cfg.model.method)
+        except VPRBenchError:
+            valid = ", ".join(sorted(METHODS.display_names() + PIPELINES.display_names()))
+            raise VPRBenchError(f"unknown method {cfg.model.method!r}; valid: {valid}") from None
+    if cfg.distill.kd_loss and "," not in cfg.distill.kd_loss:
+        KD_LOSSES.get(cfg.distill.kd_loss)
     DATASETS.resolve(cfg.data.dataset)
     LOSSES.get(cfg.train.loss)
     return cfg
@@ -189,9 +233,21 @@ def cli() -> None:
     """vpr-bench: train, evaluate and compare visual place recognition methods."""
 
 
+KD_LOSS_OPTION = click.option(
+    "--kd-loss", help="Distillation loss (see `vpr-bench list`) [default: the method's, tscm: cross-metric]."
+)
+
+
+def _pipeline(method: str):
+    from vpr_bench.registry import PIPELINES
+
+    return PIPELINES.get(method).builder if method in PIPELINES else None
+
+
 @cli.command()
 @common_options
 @train_options
+@KD_LOSS_OPTION
 @click.option("--resume", "resume", type=click.Path(), help="Continue the interrupted run in this folder.")
 def run(resume, **options) -> None:
     """Train a method on a dataset's train split (validating on val), test its best weights, record it."""
@@ -208,8 +264,34 @@ def run(resume, **options) -> None:
     else:
         cfg = build_config(**options)
         _setup_logging(cfg.quiet)
+        pipeline = _pipeline(cfg.model.method)
+        if pipeline is not None:
+            for run_dir in pipeline.run(cfg):
+                click.echo(f"record written to {run_dir}")
+            return
         run_dir = train_run(cfg)
     click.echo(f"record written to {run_dir}")
+
+
+@cli.command()
+@common_options
+@train_options
+@click.option(
+    "--kd-loss",
+    required=True,
+    help="Comma-separated distillation losses, one student each (e.g. cross-metric,mse,rkd,stun,none).",
+)
+def ablate(**options) -> None:
+    """Train one teacher (or reuse --teacher) and one student per KD loss; write an ablation table."""
+    cfg = build_config(**options)
+    _setup_logging(cfg.quiet)
+    pipeline = _pipeline(cfg.model.method)
+    if pipeline is None or not hasattr(pipeline, "ablate"):
+        raise VPRBenchError(f"--method {cfg.model.method}: not a distillation pipeline (e.g. tscm)")
+    losses = [name.strip() for name in options["kd_loss"].split(",") if name.strip()]
+    out = pipeline.ablate(cfg, losses)
+    click.echo((out / "ablation.md").read_text(), nl=False)
+    click.echo(f"ablation table written to {out}")
 
 
 @cli.command("eval")
@@ -217,7 +299,9 @@ def run(resume, **options) -> None:
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--checkpoint", type=click.Path(), help="Weights file or run folder to evaluate.")
 @click.option("--untrained", is_flag=True, help="Evaluate the architecture as built (no trained weights).")
-def evaluate(checkpoint, untrained, **options) -> None:
+@click.option("--query-model", help="Pipelines (tscm): the model describing the queries [student].")
+@click.option("--database-model", help="Pipelines (tscm): the model describing the database [teacher].")
+def evaluate(checkpoint, untrained, query_model, database_model, **options) -> None:
     """Evaluate a method (untrained or from a checkpoint) on one split and write a result record."""
     if checkpoint and untrained:
         raise click.UsageError("--checkpoint and --untrained exclude each other")
@@ -225,6 +309,15 @@ def evaluate(checkpoint, untrained, **options) -> None:
     _setup_logging(cfg.quiet)
     from vpr_bench.runner import evaluate_run
 
+    pipeline = _pipeline(cfg.model.method)
+    if pipeline is not None:
+        run_dir = pipeline.evaluate(
+            cfg, checkpoint, query_model or "student", database_model or "teacher", untrained
+        )
+        click.echo(f"record written to {run_dir}")
+        return
+    if query_model or database_model:
+        raise click.UsageError("--query-model/--database-model apply to pipelines such as tscm")
     run_dir = evaluate_run(cfg, checkpoint=checkpoint, command="eval")
     click.echo(f"record written to {run_dir}")
 

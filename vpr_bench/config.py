@@ -70,11 +70,22 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation, for methods that train a student from a frozen teacher (e.g. ``tscm``)."""
+
+    teacher: str | None = None  # a teacher run folder or weights file; None → the pipeline trains one
+    kd_loss: str | None = None  # a name from the kd-loss registry; None → the method's default
+    kd_weight: float = 1.0  # weight of the distillation term beside the student's own triplet loss
+    mining_space: str = "teacher"  # mine the student's tuples in the teacher's or the student's space
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     preset: str = "demo"
     seed: int = 1234
     out: str = "results"
@@ -86,7 +97,13 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
         """The inverse of ``to_dict`` (e.g. from a run's config.json); unknown keys are ignored."""
-        sections = {"data": DataConfig, "model": ModelConfig, "eval": EvalConfig, "train": TrainConfig}
+        sections = {
+            "data": DataConfig,
+            "model": ModelConfig,
+            "eval": EvalConfig,
+            "train": TrainConfig,
+            "distill": DistillConfig,
+        }
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in values:
@@ -127,6 +144,11 @@ class RunConfig:
                 "--device must be auto, cpu, cuda or cuda:N",
             ),
             (self.eval.index == "flat", "--index: only 'flat' is available"),
+            (self.distill.kd_weight >= 0, "--kd-weight must be ≥ 0"),
+            (
+                self.distill.mining_space in ("teacher", "student"),
+                "--mining-space must be teacher or student",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -150,7 +172,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.epochs": 30,
         "train.patience": 10,
         # 48×64 images leave only 3×4 features after layer3: NetVLAD aggregates layer2's 6×8 instead
-        "methods": {"netvlad": {"model.backbone_stage": 2}},
+        # and starts from a soft assignment (see NetVLAD.init_from_features)
+        "methods": {"netvlad": {"model.backbone_stage": 2, "model.options": {"sharpness": 3.0}}},
     },
     # The paper's setting (TSCM release defaults): 224×224, ResNet-50 cut after layer3 (stride 16),
     # Adam 1e-5, weight decay 1e-3, γ 0.99, 8 tuples of 10 negatives, up to 200 epochs, patience 10.
@@ -175,11 +198,24 @@ def apply(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
             target = getattr(target, part)
         if not hasattr(target, name):
             raise ConfigError(f"unknown setting {key!r}")
+        current = getattr(target, name)
+        if isinstance(current, dict) and isinstance(value, dict):  # method options merge
+            value = {**current, **value}
         setattr(target, name, value)
     return cfg
 
 
+def register_preset(method: str, preset: str, values: dict[str, Any]) -> None:
+    """A method's own values for a preset (plugins call this at load time: their models' sizes)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"preset {preset!r} is not one of {', '.join(PRESETS)}")
+    PRESETS[preset].setdefault("methods", {}).setdefault(method, {}).update(values)
+
+
 def resolve(preset: str, overrides: dict[str, Any]) -> RunConfig:
+    from vpr_bench.registry import _ensure_loaded
+
+    _ensure_loaded()  # plugins may add per-method preset values
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not one of {', '.join(PRESETS)}")
     values = copy.deepcopy(PRESETS[preset])

@@ -112,12 +112,16 @@ DATASETS = Registry("dataset")
 METHODS = Registry("method")
 METRICS = Registry("metric")
 LOSSES = Registry("loss", "losses")
-ALL_REGISTRIES = (DATASETS, METHODS, METRICS, LOSSES)
+KD_LOSSES = Registry("kd-loss", "kd-losses")  # distillation losses (student, teacher, triplets)
+PIPELINES = Registry("pipeline")  # multi-model methods: ``run``/``ablate``/``evaluate`` over a RunConfig
+ALL_REGISTRIES = (DATASETS, METHODS, METRICS, LOSSES, KD_LOSSES, PIPELINES)
 
 register_dataset = DATASETS.register
 register_method = METHODS.register
 register_metric = METRICS.register
 register_loss = LOSSES.register
+register_kd_loss = KD_LOSSES.register
+register_pipeline = PIPELINES.register
 
 _loading = False
 _loaded = False

@@ -120,11 +120,14 @@ def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "
     return run_dir
 
 
-def train_run(cfg: RunConfig | None = None, resume: str | Path | None = None) -> Path:
+def train_run(
+    cfg: RunConfig | None = None, resume: str | Path | None = None, extra: dict | None = None
+) -> Path:
     """Train a method (mining + triplets, early stopping on val R@1), then test its best weights.
 
     With ``resume`` (a run folder) the run's own config.json is used and training continues from its
-    last checkpoint in the same folder.
+    last checkpoint in the same folder. A model with a ``build_trainer(cfg, train, val, device, run_dir)``
+    method supplies its own ``Trainer`` subclass (distillation). ``extra``: fields added to the record.
     """
     import json
     import time
@@ -136,7 +139,8 @@ def train_run(cfg: RunConfig | None = None, resume: str | Path | None = None) ->
     if resume is not None:
         run_dir = Path(resume)
         try:
-            cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+            saved = json.loads((run_dir / "config.json").read_text())
+            cfg, extra = RunConfig.from_dict(saved), saved.get("record_extra")
         except (OSError, ValueError, TypeError) as exc:
             raise VPRBenchError(f"--resume {run_dir}: cannot read its config.json ({exc})") from None
         if (run_dir / "metrics.json").exists():
@@ -150,10 +154,15 @@ def train_run(cfg: RunConfig | None = None, resume: str | Path | None = None) ->
     model = build_method(cfg.model)
     if resume is None:
         run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
-        atomic_write_json(run_dir / "config.json", {"argv": sys.argv, **cfg.to_dict()})
+        saved = {"argv": sys.argv, **cfg.to_dict(), **({"record_extra": extra} if extra else {})}
+        atomic_write_json(run_dir / "config.json", saved)
     handler = attach_log(run_dir)
     try:
-        trainer = Trainer(model, cfg, train, val, device, run_dir)
+        build_trainer = getattr(model, "build_trainer", None)
+        if build_trainer is not None:
+            trainer = build_trainer(cfg, train, val, device, run_dir)
+        else:
+            trainer = Trainer(model, cfg, train, val, device, run_dir)
         if resume is None:
             log.info(
                 "train: %s on %s (%d database, %d queries), run %s",
@@ -186,6 +195,8 @@ def train_run(cfg: RunConfig | None = None, resume: str | Path | None = None) ->
                 cfg, dataset_name, "run", f"trained from {facts.get('weights', 'unknown')}", True
             ),
             **result,
+            **trainer.report(test),
+            **(extra or {}),
             "training": {
                 "epochs": progress.epoch,
                 "best_epoch": progress.best_epoch,

@@ -14,6 +14,7 @@ from torch import nn
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets.images import model_transform
 from vpr_bench.datasets.split import Split
+from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.descriptors import extract, median_ms_per_image
 from vpr_bench.evaluation.matching import collapse_groups, search
 from vpr_bench.registry import METRICS
@@ -44,12 +45,24 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
 
 
 def evaluate(
-    model: nn.Module, split: Split, cfg: RunConfig, device: torch.device, run_dir: Path | None = None
+    model: nn.Module,
+    split: Split,
+    cfg: RunConfig,
+    device: torch.device,
+    run_dir: Path | None = None,
+    database_model: nn.Module | None = None,
 ) -> dict:
-    """Metrics and cost figures of ``model`` on ``split``; top-k predictions saved in ``run_dir``."""
+    """Metrics and cost figures of ``model`` on ``split``; top-k predictions saved in ``run_dir``.
+
+    ``database_model``: asymmetric retrieval — the database described by this model (e.g. a teacher on
+    a server), the queries by ``model`` (e.g. a student on the robot); both must share one metric space.
+    Cost figures are the query model's.
+    """
     gt = split.ground_truth(cfg.data.pos_radius)
     transform = model_transform(model, cfg.data.image_size)
     model = model.to(device)
+    db_model = model if database_model is None else database_model.to(device)
+    db_transform = transform if database_model is None else model_transform(db_model, cfg.data.image_size)
     common = dict(
         transform=transform,
         device=device,
@@ -59,13 +72,20 @@ def evaluate(
     )
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".descriptors-") as tmp:
         database, db_ms = extract(
-            model,
+            db_model,
             split.database_paths,
             out_file=Path(tmp) / "database.npy",
             desc=f"{split.name} database",
-            **common,
+            **{**common, "transform": db_transform},
         )
+        if database_model is not None:
+            db_ms = []  # the database model's speed is not the query model's cost
         queries, q_ms = extract(model, split.query_paths, desc=f"{split.name} queries", **common)
+        if queries.shape[1] != database.shape[1]:
+            raise VPRBenchError(
+                f"asymmetric evaluation needs one descriptor size: queries {queries.shape[1]}-d, "
+                f"database {database.shape[1]}-d"
+            )
         without = gt.queries_without_positives
         if cfg.data.drop_queries_without_positives and len(without):
             kept = np.flatnonzero(gt.counts > 0)

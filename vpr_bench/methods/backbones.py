@@ -50,6 +50,45 @@ def _cached_hub_file(model_name: str) -> str | None:
     return None
 
 
+def create_timm_model(
+    name: str, pretrained: bool = True, pretrained_file: str | None = None, **kwargs
+) -> tuple[nn.Module, str]:
+    """``timm.create_model(name, **kwargs)`` with the weights resolved as above; (model, where from)."""
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
+        raise ConfigError(f"--backbone {name!r} is not a timm model (similar: {', '.join(close) or 'none'})")
+    create = functools.partial(timm.create_model, name, **kwargs)
+    if pretrained_file:
+        path = Path(pretrained_file)
+        if not path.is_file():
+            raise ConfigError(f"--pretrained-file {path} does not exist")
+        try:
+            model = create(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        except Exception as exc:
+            raise CheckpointError(f"cannot load weights from --pretrained-file {path}: {exc}") from None
+        return model, f"file:{path}"
+    if pretrained and hub_reachable():
+        return create(pretrained=True), "pretrained:hub"
+    if pretrained and (cached := _cached_hub_file(name)):
+        return create(pretrained=True, pretrained_cfg_overlay={"file": cached}), "pretrained:cache"
+    if pretrained:
+        log.warning(
+            "pretrained weights for %s unavailable (hub unreachable, not cached): "
+            "random initialisation; pass --pretrained-file PATH to use a local file",
+            name,
+        )
+    return create(pretrained=False), "random"
+
+
+def normalisation(model: nn.Module) -> dict:
+    """The input mean/std the model's weights expect (ImageNet's when timm does not say)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return {
+        "mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        "std": tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+    }
+
+
 def create_backbone(
     name: str,
     pretrained: bool = True,
@@ -63,40 +102,14 @@ def create_backbone(
     ``None`` keeps the last. The facts: ``channels``, ``reduction``, ``weights`` (where weights came from),
     ``mean``/``std`` (the normalisation the weights expect).
     """
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
-        raise ConfigError(f"--backbone {name!r} is not a timm model (similar: {', '.join(close) or 'none'})")
-    create = functools.partial(timm.create_model, name, features_only=True, **kwargs)
     if out_index is not None:
-        create = functools.partial(create, out_indices=(out_index,))
-    if pretrained_file:
-        path = Path(pretrained_file)
-        if not path.is_file():
-            raise ConfigError(f"--pretrained-file {path} does not exist")
-        try:
-            model = create(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
-        except Exception as exc:
-            raise CheckpointError(f"cannot load weights from --pretrained-file {path}: {exc}") from None
-        weights = f"file:{path}"
-    elif pretrained and hub_reachable():
-        model, weights = create(pretrained=True), "pretrained:hub"
-    elif pretrained and (cached := _cached_hub_file(name)):
-        model, weights = create(pretrained=True, pretrained_cfg_overlay={"file": cached}), "pretrained:cache"
-    else:
-        if pretrained:
-            log.warning(
-                "pretrained weights for %s unavailable (hub unreachable, not cached): "
-                "random initialisation; pass --pretrained-file PATH to use a local file",
-                name,
-            )
-        model, weights = create(pretrained=False), "random"
+        kwargs["out_indices"] = (out_index,)
+    model, weights = create_timm_model(name, pretrained, pretrained_file, features_only=True, **kwargs)
     info = model.feature_info
-    cfg = model.pretrained_cfg or {}
     facts = {
         "channels": info.channels()[-1],
         "reduction": info.reduction()[-1],
         "weights": weights,
-        "mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
-        "std": tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        **normalisation(model),
     }
     return model, facts

@@ -120,8 +120,16 @@ class Trainer:
         queries[query_rows] = rows
         return queries, db
 
-    def compute_loss(self, embeddings: torch.Tensor, triplets: tuple, images: torch.Tensor) -> torch.Tensor:
+    def compute_loss(
+        self, embeddings: torch.Tensor, triplets: tuple, images: torch.Tensor, tuple_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """The batch's loss. ``images`` are the batch as embedded; ``tuple_ids`` its rows of the round's
+        mined tuples (see ``tuples.batch_rows``), for losses that look things up per image."""
         return self.loss_fn(embeddings, indices_tuple=triplets)
+
+    def report(self, test_split: Split) -> dict:
+        """Extra sections for the final result record (after the best weights are loaded)."""
+        return {}
 
     # ---- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -270,9 +278,11 @@ class Trainer:
             leave=False,
         )
         try:
-            for images, triplets, _ in loader:
-                embeddings = self.model(images.to(self.device))
-                loss = self.compute_loss(embeddings, tuple(t.to(self.device) for t in triplets), images)
+            for images, triplets, tuple_ids in loader:
+                images = images.to(self.device)
+                embeddings = self.model(images)
+                triplets = tuple(t.to(self.device) for t in triplets)
+                loss = self.compute_loss(embeddings, triplets, images, tuple_ids)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"non-finite loss ({loss.item()}) at epoch {p.epoch + 1}, batch {p.position + 1} "

@@ -43,3 +43,14 @@ def collate(items):
         torch.arange(2 * t, 2 * t + counts.sum()),
     )
     return images, triplets, torch.tensor(ids)
+
+
+def batch_rows(tuples, tuple_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Which training images a collated batch holds, in its row order: (query rows, database rows).
+
+    The batch is [queries (T), positives (T), valid negatives]; the first T rows are the returned query
+    indices, the rest the returned database indices (so ``cat([q_desc[q], db_desc[d]])`` lines up).
+    """
+    ids = np.asarray(tuple_ids)
+    negatives = tuples.negatives[ids]
+    return tuples.queries[ids], np.concatenate([tuples.positives[ids], negatives[negatives >= 0]])

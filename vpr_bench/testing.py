@@ -1,0 +1,72 @@
+"""Test helpers and pytest fixtures for vpr-bench and its plugins: tiny timm models, tiny images, data
+built on the fly. A plugin's ``conftest.py`` imports what it needs from here, e.g.
+``from vpr_bench.testing import isolated_cwd, synthetic_root, tiny_config  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vpr_bench.config import resolve
+
+
+def tiny_config(**overrides):
+    """A RunConfig with timm's 62k-parameter test_resnet, 32×32 images and no worker processes."""
+    values = {
+        "model.backbone": "test_resnet",
+        "model.pretrained": False,
+        "data.image_size": (32, 32),
+        "eval.num_workers": 0,
+        "eval.batch_size": 64,
+        "quiet": True,
+        "eval.device": "cpu",
+    }
+    values.update(overrides)
+    cfg = resolve("demo", values)
+    if "model.backbone_stage" not in overrides:
+        cfg.model.backbone_stage = None  # test_resnet's last stage, not the demo's cut
+    return cfg
+
+
+def write_image(path: Path, colour=(128, 128, 128), size=(16, 12)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, tuple(int(c) for c in colour)).save(path)
+
+
+def utm_name(east: float, north: float, tag: str = "") -> str:
+    return f"@{east:010.2f}@{north:010.2f}@17@T@40.44@-79.99@{tag}@@0@0@@@@test@.jpg"
+
+
+def make_folder_dataset(root: Path, split: str, db_utm: np.ndarray, q_utm: np.ndarray) -> None:
+    for part, coords in (("database", db_utm), ("queries", q_utm)):
+        for i, (e, n) in enumerate(coords):
+            write_image(
+                root / "images" / split / part / utm_name(e, n, f"{part[0]}{i}"), colour=(i * 7 % 255, 90, 30)
+            )
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset generated once for the session."""
+    from vpr_bench.datasets.synthetic import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    return generate(root, SynthConfig(places=40, queries=20, street_length=100, seed=3), workers=1)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """An empty default data folder (``$VPR_BENCH_DATA``) for this test."""
+    monkeypatch.setenv("VPR_BENCH_DATA", str(tmp_path / "datasets"))
+    return tmp_path / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cwd(tmp_path, monkeypatch):
+    """Relative defaults (results/, datasets/) land in the test's own folder, never the project's."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VPR_BENCH_DATA", str(tmp_path / "datasets"))
