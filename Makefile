@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # The main job on the embedded default dataset (generated on first use).
 run: install
-	$(BIN)/vpr-bench run --method gem --dataset synthetic --preset demo
+	$(BIN)/vpr-bench run --method tscm --dataset synthetic --preset demo
 
 test: install
 	$(BIN)/ruff check .
@@ -26,6 +26,7 @@ test: install
 # Speed goals live here, not in unit tests: each script prints ratios measured in one run.
 bench: install
 	$(BIN)/python benchmarks/mining.py
+	$(BIN)/python benchmarks/kd_loss.py
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vpr_bench.cli import main
+from vpr_bench.testing import run_cli
 
 TINY = [
     "--backbone",
@@ -20,14 +20,7 @@ TINY = [
 ]
 
 
-def call(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+call = run_cli
 
 
 def test_run_writes_a_record_and_compare_shows_it(synthetic_root, tmp_path, capsys):

@@ -53,6 +53,8 @@ class Registry:
 
         def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
             source = _current_source.get()
+            if source == BUILTIN:  # imported directly, not through the plugin loader: say whose it is
+                source = _source_of_module(getattr(builder, "__module__", "") or "")
             previous = self._entries.get(name)
             if previous is not None:
                 raise RegistryError(
@@ -102,6 +104,20 @@ class Registry:
         """Forget everything one plugin registered (used when that plugin fails half-way)."""
         for name in [n for n, e in self._entries.items() if e.source == source]:
             del self._entries[name]
+
+
+def _source_of_module(module: str) -> str:
+    """``built-in`` for vpr_bench's own modules; else the plugin whose entry point lives in the same
+    top-level package (``plugin:<name>``); else ``module:<package>``."""
+    package = module.split(".")[0]
+    if package in ("vpr_bench", "tests", "__main__", ""):
+        return BUILTIN
+    from importlib import metadata
+
+    for entry_point in metadata.entry_points(group="vpr_bench.plugins"):
+        if entry_point.module.split(".")[0] == package:
+            return f"plugin:{entry_point.name}"
+    return f"module:{package}"
 
 
 def _where(obj: Any) -> str:

@@ -32,6 +32,31 @@ def tiny_config(**overrides):
     return cfg
 
 
+# A tiny training budget: 12 queries an epoch in batches of 4 (3 batches), 2 epochs, a checkpoint every
+# 2 batches — enough to cross an epoch boundary and a mid-epoch checkpoint.
+TINY_TRAINING = {
+    "train.epochs": 2,
+    "train.batch_size": 4,
+    "train.negatives": 2,
+    "train.negative_samples": 20,
+    "train.checkpoint_every": 2,
+    "train.queries_per_epoch": 12,
+}
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """``vpr-bench ARGS`` in-process: (exit code, stdout, stderr)."""
+    from vpr_bench.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def write_image(path: Path, colour=(128, 128, 128), size=(16, 12)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, tuple(int(c) for c in colour)).save(path)

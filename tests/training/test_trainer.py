@@ -12,17 +12,13 @@ import torch
 
 from tests.conftest import tiny_config
 from vpr_bench.runner import train_run
+from vpr_bench.testing import TINY_TRAINING
 from vpr_bench.training import checkpoint as ckpt
 from vpr_bench.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
 # 12 queries per epoch in batches of 4: 3 batches an epoch, 6 in all; a checkpoint every 2 batches
 TRAIN = {
-    "train.epochs": 2,
-    "train.batch_size": 4,
-    "train.negatives": 2,
-    "train.negative_samples": 20,
-    "train.checkpoint_every": 2,
-    "train.queries_per_epoch": 12,
+    **TINY_TRAINING,
     "train.lr": 1e-3,
     "eval.batch_size": 32,
 }

@@ -1,0 +1,67 @@
+"""Teacher and student: shapes from the backbones and image size, one descriptor space, paper sizes."""
+
+import pytest
+import torch
+
+from vpr_bench.config import resolve
+from vpr_bench.errors import ConfigError
+from vpr_bench.methods import build_method
+
+
+@pytest.fixture
+def build(tiny_tscm):
+    def make(method, **overrides):
+        values = {"model.method": method, "model.pretrained": False, **tiny_tscm, **overrides}
+        return build_method(resolve("demo", values).model)
+
+    return make
+
+
+@pytest.mark.parametrize("size", [(32, 32), (48, 64)])
+def test_teacher_and_student_share_one_normalised_space_at_any_image_size(build, size):
+    teacher, student = build("tscm-teacher"), build("tscm-student")
+    images = torch.randn(3, 3, *size)
+    with torch.no_grad():
+        t, s = teacher.eval()(images), student.eval()(images)
+    assert t.shape == s.shape == (3, 256) == (3, teacher.descriptor_dim)
+    assert torch.allclose(t.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(s.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_teacher_tokens_are_derived_from_the_input(build):
+    teacher = build("tscm-teacher").eval()
+    seen = {}
+    teacher.encoder.register_forward_hook(lambda m, i, o: seen.update(fused=o.shape))
+    with torch.no_grad():
+        teacher(torch.randn(1, 3, 64, 96))
+    # 64×96 → ResNet stride 16: 4×6 = 24 tokens; ViT patch 16: 24 tokens; fused 48 tokens × 2·width
+    assert seen["fused"] == (1, 48, 64)
+
+
+def test_release_vit_variant_and_release_reshape_run(build):
+    teacher = build("tscm-teacher", **{"model.options": {"vit_variant": "release", "release_reshape": True}})
+    with torch.no_grad():
+        assert teacher.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 256)
+
+
+def test_bad_descriptor_dim_and_unknown_option_fail_clearly(build):
+    with pytest.raises(ConfigError, match="--descriptor-dim 100"):
+        build("tscm-teacher", **{"model.descriptor_dim": 100})
+    with pytest.raises(ConfigError, match="'heads_typo' is not a tscm option"):
+        build("tscm-student", **{"model.options": {"heads_typo": 3}})
+
+
+def count(model) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def test_paper_size_parameter_counts_match_the_paper():
+    """shared/FACTS.md: teacher 125.0 M, student 12.7 M — with the release's ViT (no class token or
+    position embedding) and its NetVLADLoupe sample sizes."""
+    paper = {"model.method": "tscm-teacher", "model.pretrained": False}
+    release = {"model.options": {"release_reshape": True, "vit_variant": "release"}}
+    teacher = build_method(resolve("paper", {**paper, **release}).model)
+    student = build_method(resolve("paper", {**paper, "model.method": "tscm-student", **release}).model)
+    assert teacher.descriptor_dim == student.descriptor_dim == 2048
+    assert count(teacher) == pytest.approx(125.0, abs=0.1)
+    assert count(student) == pytest.approx(12.7, abs=0.1)

@@ -1,0 +1,104 @@
+"""`vpr-bench run/ablate/eval --method tscm` end to end on a tiny synthetic set, through the CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vpr_bench.cli import main
+from vpr_bench.testing import run_cli
+
+call = run_cli
+
+
+BUDGET = "--epochs 1 --queries-per-epoch 8 --batch-size 4 --negatives 2 --negative-samples 20".split()
+
+
+def records(root: Path, method: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob(f"*/{method}/*/metrics.json"))]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(synthetic_root, tmp_path_factory, tiny_cli):
+    """One tiny `run --method tscm` shared by the tests below (teacher + cross-metric student)."""
+    from _pytest.monkeypatch import MonkeyPatch
+
+    out = tmp_path_factory.mktemp("results")
+    dataset = ["--dataset", f"folder:{synthetic_root}", "--out", str(out)]
+    args = ["run", "--method", "tscm", *dataset, *tiny_cli, *BUDGET]
+    with MonkeyPatch.context() as mp:
+        mp.chdir(out)
+        main(args)
+    return out, args
+
+
+def test_run_writes_linked_teacher_and_student_records(pipeline_run):
+    out, _ = pipeline_run
+    (teacher,), (student,) = records(out, "tscm-teacher"), records(out, "tscm-student")
+    assert teacher["pipeline"]["id"] == student["pipeline"]["id"]
+    assert teacher["pipeline"]["role"] == "teacher" and student["pipeline"]["role"] == "student"
+    teacher_dir = Path(student["pipeline"]["teacher_run"])
+    assert (teacher_dir / "metrics.json").is_file() and (teacher_dir / "best.safetensors").is_file()
+    assert student["distillation"]["kd_loss"] == "cross-metric"
+    assert student["distillation"]["mining_space"] == "teacher"
+    assert set(student["asymmetric"]["metrics"]) >= {"R@1", "R@5"}
+    assert student["asymmetric"]["query_model"] == "student"
+    assert student["cost"]["params"] < teacher["cost"]["params"]
+    assert student["cost"]["descriptor_dim"] == teacher["cost"]["descriptor_dim"] == 256
+
+
+def test_ablate_reuses_the_teacher_and_writes_a_table(pipeline_run, capsys):
+    out, args = pipeline_run
+    teacher = Path(records(out, "tscm-student")[0]["pipeline"]["teacher_run"])
+    ablate = ["ablate", *args[1:], "--teacher", str(teacher), "--kd-loss", "none,mse,stun"]
+    code, stdout, err = call(ablate, capsys)
+    assert code == 0, err
+    assert len(records(out, "tscm-teacher")) == 1  # reused, not retrained
+    students = [r for r in records(out, "tscm-student") if r["pipeline"]["kind"] == "ablation"]
+    assert sorted(r["distillation"]["kd_loss"] for r in students) == ["mse", "none", "stun"]
+    (table,) = out.glob("*/tscm-ablation/*/ablation.csv")
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("kd_loss,R@1,R@5,R@10,asym R@1") and len(lines) == 4
+    assert [line.split(",")[0] for line in lines[1:]] == ["none", "mse", "stun"]
+    assert "| none |" in stdout and (table.parent / "ablation.md").is_file()
+
+
+def test_asymmetric_eval_from_a_student_run(pipeline_run, capsys):
+    out, args = pipeline_run
+    student_dir = next(out.glob("*/tscm-student/*/metrics.json")).parent
+    options = args[1 : -len(BUDGET)]
+    code, _, err = call(
+        [
+            "eval",
+            *options,
+            "--checkpoint",
+            str(student_dir),
+            "--query-model",
+            "student",
+            "--database-model",
+            "teacher",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    (record,) = records(out, "tscm")
+    assert record["roles"] == {"query_model": "student", "database_model": "teacher"}
+    student = json.loads((student_dir / "metrics.json").read_text())
+    assert record["metrics"]["R@1"] == pytest.approx(student["asymmetric"]["metrics"]["R@1"])
+
+
+def test_list_shows_tscm_entries_as_coming_from_the_plugin(capsys):
+    code, out, _ = call(["list"], capsys)
+    assert code == 0
+    registries = out.split("\nplugins:")[0]
+    lines = {line.split()[0]: line for line in registries.splitlines() if line.startswith("  ")}
+    for name in ("tscm", "tscm-teacher", "tscm-student", "cross-metric", "rkd", "stun", "none", "pkt"):
+        assert lines[name].endswith("[plugin:tscm]"), name
+    assert "tscm (vpr-bench-tscm" in out.split("\nplugins:")[1]
+
+
+def test_bad_teacher_and_unknown_kd_loss_fail_in_one_line(synthetic_root, capsys):
+    code, _, err = call(["run", "--method", "tscm", "--dataset", "synthetic", "--teacher", "nowhere"], capsys)
+    assert code == 2 and "--teacher nowhere does not exist" in err
+    code, _, err = call(["run", "--method", "tscm", "--dataset", "synthetic", "--kd-loss", "kl"], capsys)
+    assert code == 2 and "unknown kd-loss 'kl'" in err and "cross-metric" in err

@@ -1,0 +1,253 @@
+"""Distillation losses: TSCM's cross-metric loss and the alternatives for ablations.
+
+Each is a small pytorch-metric-learning ``BaseMetricLossFunction``: the student's embeddings are
+``embeddings``, the frozen teacher's embeddings of the same images are ``ref_emb``, and the batch's mined
+(anchor, positive, negative) rows are ``indices_tuple``. Distances come from pml (``LpDistance`` without
+its default normalisation, so the formulas below hold); reductions from pml reducers.
+Registered in vpr-bench's ``kd-loss`` registry; ``build_kd_loss(name)`` returns a callable
+``(student, teacher, triplets) → scalar``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import distances, reducers
+from pytorch_metric_learning.losses import BaseMetricLossFunction
+from pytorch_metric_learning.utils import common_functions as c_f
+from torch import nn
+
+from vpr_bench.registry import KD_LOSSES, register_kd_loss
+
+
+def squared_l2() -> distances.LpDistance:
+    return distances.LpDistance(normalize_embeddings=False, p=2, power=2)
+
+
+def paired_distance(distance, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Row-wise d(x_i, y_i) under a pml distance's own settings (normalisation, p, power).
+
+    pml's ``pairwise_distance`` ignores ``power`` and adds an epsilon; this is exact and O(N·D) instead
+    of the O(N²·D) full matrix.
+    """
+    x, y = distance.maybe_normalize(x), distance.maybe_normalize(y)
+    if distance.is_inverted:  # a similarity (CosineSimilarity, DotProductSimilarity)
+        values = (x * y).sum(dim=1)
+    else:
+        values = torch.linalg.vector_norm(x - y, ord=distance.p, dim=1)
+    return values**distance.power if distance.power != 1 else values
+
+
+def _elements(losses: torch.Tensor, embeddings: torch.Tensor) -> dict:
+    indices = c_f.torch_arange_from_size(embeddings)
+    return {"loss": {"losses": losses, "indices": indices, "reduction_type": "element"}}
+
+
+def _triplets(losses: torch.Tensor, indices_tuple) -> dict:
+    return {"loss": {"losses": losses, "indices": indices_tuple, "reduction_type": "triplet"}}
+
+
+class CrossMetricLoss(BaseMetricLossFunction):
+    """TSCM cross-metric distillation (arXiv 2404.01587, Sec. III-C), per (a, p, n) triplet, d = ‖·‖².
+
+    Paper (``form="paper"``, the default): the student's anchor is pulled to the teacher's positive
+    and the student's positive to the teacher's anchor, L_cm = d(S(a), T(p)) + d(S(p), T(a)), beside the
+    soft term L_soft = d(S(a), T(a)) + d(S(p), T(p)) + d(S(n), T(n)); the loss is their sum.
+    Release (``form="release"``, nubot-nudt/TSCM ``CKD_loss``): the same five distances D joined through
+    a squared hinge, ½·max(margin + D, 0)². ``terms`` keeps "both" (default), "cross" or "soft" — the
+    variants of the release's ``find_pair.py``, natural ablation rows. Mean over triplets.
+    """
+
+    def __init__(self, form: str = "paper", terms: str = "both", margin: float = 0.1, **kwargs):
+        super().__init__(distance=kwargs.pop("distance", squared_l2()), **kwargs)
+        if form not in ("paper", "release") or terms not in ("both", "cross", "soft"):
+            raise ValueError(f"CrossMetricLoss: form {form!r} / terms {terms!r} not supported")
+        self.form, self.terms, self.margin = form, terms, margin
+        self.add_to_recordable_attributes(list_of_names=["margin"], is_stat=False)
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        anchors, positives, negatives = indices_tuple
+        if len(anchors) == 0:
+            return self.zero_losses()
+
+        def d(student_rows, teacher_rows):  # (T,): d(S(x_i), T(y_i)) for every triplet i
+            return paired_distance(self.distance, embeddings[student_rows], ref_emb[teacher_rows])
+
+        cross = d(anchors, positives) + d(positives, anchors)
+        soft = d(anchors, anchors) + d(positives, positives) + d(negatives, negatives)
+        total = {"both": cross + soft, "cross": cross, "soft": soft}[self.terms]
+        if self.form == "release":
+            total = 0.5 * F.relu(self.margin + total) ** 2
+        return _triplets(total, indices_tuple)
+
+    def get_default_reducer(self):
+        return reducers.MeanReducer()
+
+
+class RegressionLoss(BaseMetricLossFunction):
+    """FitNets-style hint regression (Romero et al., ICLR 2015; AML's "reg"): mean ‖s − t‖² per image."""
+
+    def __init__(self, **kwargs):
+        super().__init__(distance=kwargs.pop("distance", squared_l2()), **kwargs)
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        return _elements(paired_distance(self.distance, embeddings, ref_emb), embeddings)
+
+
+class CosineLoss(BaseMetricLossFunction):
+    """Cosine distillation: mean (1 − cos(s, t)) per image."""
+
+    def __init__(self, **kwargs):
+        super().__init__(distance=kwargs.pop("distance", distances.CosineSimilarity()), **kwargs)
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        return _elements(1 - paired_distance(self.distance, embeddings, ref_emb), embeddings)
+
+
+class RKDLoss(BaseMetricLossFunction):
+    """Relational KD (Park et al., "Relational Knowledge Distillation", CVPR 2019, eqs. 4–7).
+
+    Distance-wise ψ_D(i, j) = ‖x_i − x_j‖ / μ (μ: mean non-zero distance of the batch) and angle-wise
+    ψ_A(i, j, k) = ⟨e_ij, e_kj⟩, each matched with the Huber (smooth-L1) loss, weights 1 and 2 (the
+    paper's metric-learning recipe), over all images of the batch.
+    """
+
+    def __init__(self, distance_weight: float = 1.0, angle_weight: float = 2.0, **kwargs):
+        super().__init__(
+            distance=kwargs.pop("distance", distances.LpDistance(normalize_embeddings=False)), **kwargs
+        )
+        self.distance_weight, self.angle_weight = distance_weight, angle_weight
+
+    def _normalised_distances(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.distance(x)
+        return d / d[d > 0].mean()
+
+    @staticmethod
+    def _angles(x: torch.Tensor) -> torch.Tensor:
+        e = F.normalize(x.unsqueeze(0) - x.unsqueeze(1), dim=2)  # e[j, i] = unit(x_i − x_j): (N, N, D)
+        return torch.bmm(e, e.transpose(1, 2)).flatten()  # ⟨e_ji, e_jk⟩ for every (j, i, k)
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        with torch.no_grad():
+            teacher_d, teacher_a = self._normalised_distances(ref_emb), self._angles(ref_emb)
+        loss_d = F.smooth_l1_loss(self._normalised_distances(embeddings), teacher_d)
+        loss_a = F.smooth_l1_loss(self._angles(embeddings), teacher_a)
+        loss = self.distance_weight * loss_d + self.angle_weight * loss_a
+        return {"loss": {"losses": loss, "indices": None, "reduction_type": "already_reduced"}}
+
+
+class PKTLoss(BaseMetricLossFunction):
+    """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018, eqs. 8–10).
+
+    K(a, b) = ½(cos(a, b) + 1); p_{j|i} = K(x_i, x_j) / Σ_{k≠i} K(x_i, x_k); loss = Σ_i Σ_{j≠i}
+    p^t_{j|i} log(p^t_{j|i} / p^s_{j|i}), averaged over the images i of the batch.
+    """
+
+    def __init__(self, eps: float = 1e-7, **kwargs):
+        super().__init__(distance=kwargs.pop("distance", distances.CosineSimilarity()), **kwargs)
+        self.eps = eps
+
+    def _conditional(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = 0.5 * (self.distance(x) + 1)
+        kernel = kernel * (1 - torch.eye(len(x), device=x.device, dtype=x.dtype))  # j ≠ i
+        return kernel / kernel.sum(dim=1, keepdim=True)
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        p_s, p_t = self._conditional(embeddings), self._conditional(ref_emb)
+        per_image = (p_t * torch.log((p_t + self.eps) / (p_s + self.eps))).sum(dim=1)
+        return _elements(per_image, embeddings)
+
+
+class STUNLoss(BaseMetricLossFunction):
+    """STUN's uncertainty-aware student–teacher loss (Cai et al., IROS 2022, ramdrop/stun).
+
+    A Linear(D, D) + Sigmoid head on the student's descriptor predicts a per-dimension variance σ²
+    (mapped ``min(10·x + 0.2, 1)`` as the release does for triplet teachers); the loss is
+    mean_{i,d}[‖μ_s,i − μ_t,i‖₂ / σ²_{i,d} + log σ²_{i,d}] with the distance NOT squared. The head is
+    trained with the student (its parameters are the loss's) and saved in the checkpoint.
+    """
+
+    def __init__(self, dim: int, **kwargs):
+        super().__init__(
+            distance=kwargs.pop("distance", distances.LpDistance(normalize_embeddings=False)), **kwargs
+        )
+        self.variance = nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        sigma_sq = torch.clamp(10 * self.variance(embeddings) + 0.2, max=1.0)  # (N, D)
+        distance = paired_distance(self.distance, embeddings, ref_emb).unsqueeze(1)  # (N, 1): ‖μ_s − μ_t‖
+        per_image = (distance / sigma_sq + torch.log(sigma_sq)).mean(dim=1)
+        return _elements(per_image, embeddings)
+
+
+class NoDistillation(nn.Module):
+    """The student trained alone on its triplet loss (the ablation's lower bound)."""
+
+    def forward(self, embeddings, indices_tuple=None, ref_emb=None) -> torch.Tensor:
+        return embeddings.new_zeros(())
+
+
+class KDLoss(nn.Module):
+    """``(student, teacher, triplets) → scalar``: a pml loss with the teacher as reference embeddings."""
+
+    def __init__(self, name: str, loss: nn.Module):
+        super().__init__()
+        self.name, self.loss = name, loss
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, triplets: tuple) -> torch.Tensor:
+        return self.loss(student, indices_tuple=triplets, ref_emb=teacher.detach())
+
+
+# ---- registry --------------------------------------------------------------------------------------
+@register_kd_loss("cross-metric", "TSCM paper: triplet + soft + cross-metric (S(a)↔T(p), S(p)↔T(a)) terms")
+def cross_metric(dim: int) -> nn.Module:
+    return CrossMetricLoss("paper", "both")
+
+
+@register_kd_loss("cross-metric-release", "TSCM release CKD_loss: ½(0.1 + soft + cross)² per triplet")
+def cross_metric_release(dim: int) -> nn.Module:
+    return CrossMetricLoss("release", "both")
+
+
+@register_kd_loss("cross-only", "TSCM cross-metric term alone: d(S(a), T(p)) + d(S(p), T(a))")
+def cross_only(dim: int) -> nn.Module:
+    return CrossMetricLoss("paper", "cross")
+
+
+@register_kd_loss("soft-only", "TSCM soft term alone: d(S(x), T(x)) over anchor, positive, negative")
+def soft_only(dim: int) -> nn.Module:
+    return CrossMetricLoss("paper", "soft")
+
+
+@register_kd_loss("none", "no distillation: the student trained alone on its triplet loss")
+def none(dim: int) -> nn.Module:
+    return NoDistillation()
+
+
+@register_kd_loss("mse", "descriptor regression, mean ‖s − t‖² (FitNets-style hint)")
+def mse(dim: int) -> nn.Module:
+    return RegressionLoss()
+
+
+@register_kd_loss("cosine", "mean 1 − cos(s, t)")
+def cosine(dim: int) -> nn.Module:
+    return CosineLoss()
+
+
+@register_kd_loss("rkd", "relational KD, distance + angle (Park et al., CVPR 2019)")
+def rkd(dim: int) -> nn.Module:
+    return RKDLoss()
+
+
+@register_kd_loss("pkt", "probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018)")
+def pkt(dim: int) -> nn.Module:
+    return PKTLoss()
+
+
+@register_kd_loss("stun", "STUN uncertainty-aware student–teacher loss (Cai et al., IROS 2022)")
+def stun(dim: int) -> nn.Module:
+    return STUNLoss(dim)
+
+
+def build_kd_loss(name: str, dim: int) -> KDLoss:
+    return KDLoss(name, KD_LOSSES.build(name, dim))

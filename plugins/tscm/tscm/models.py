@@ -1,0 +1,157 @@
+"""TSCM teacher and student (Shen et al., ICRA 2024, arXiv 2404.01587, Sec. III-A, Fig. 2), timm-backed.
+
+Every width and token count comes from the backbones and the image size; the paper's sizes are the
+``paper`` preset's options (ResNet-50 cut after layer3, ViT-B/16, width 512, 64 clusters, 2048-d).
+
+Descriptor layout, D = ``descriptor_dim`` and C = the ResNet map's channels (paper: D 2048, C 1024):
+- teacher: [NetVLAD(ResNet tokens) (D−C)/4 ‖ NetVLAD(fused tokens) (D−C)/2 ‖ NetVLAD(ViT tokens) (D−C)/4
+  ‖ GeM(ResNet map) C], L2-normalised;
+- student: [Linear(NetVLAD(patch tokens) (D−C)/4 → D−C) ‖ GeM(ResNet map) C], L2-normalised —
+  the same size as the teacher's, so teacher and student distances live in one space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tscm.layers import InterTransformerEncoder, NetVLADLoupe, l2n
+from vpr_bench.config import ModelConfig
+from vpr_bench.errors import ConfigError
+from vpr_bench.layers import GeM
+from vpr_bench.methods.backbones import create_backbone, create_timm_model
+
+
+@dataclass(frozen=True)
+class TSCMOptions:
+    """``ModelConfig.options`` of the tscm methods (``--model-option key=value``)."""
+
+    vit: str = "vit_base_patch16_224"
+    width: int = 512  # common token width of the two teacher branches
+    heads: int = 4
+    clusters: int = 64
+    dropout: float = 0.1
+    patch_dim: int = 768  # student patch-embedding width
+    patch_size: int = 16
+    # "release": the release's ViT — patch tokens only, no class token and no position embedding (its
+    # ``nn.Sequential(children[:-1])`` skips both); the paper's 125.0 M parameters are counted that way
+    vit_variant: str = "timm"
+    release_reshape: bool = False  # NetVLADLoupe's sample reinterpretation (see NetVLADLoupe)
+    vit_pretrained: bool | None = None  # None → as --pretrained (the release: False)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> TSCMOptions:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg.options) - known - {"pca_dim", "sharpness"})
+        if unknown:
+            raise ConfigError(
+                f"--model-option {unknown[0]!r} is not a tscm option; valid: {', '.join(sorted(known))}"
+            )
+        options = cls(**{k: v for k, v in cfg.options.items() if k in known})
+        if options.vit_variant not in ("timm", "release"):
+            raise ConfigError("--model-option vit_variant must be timm or release")
+        return options
+
+
+def _split_sizes(descriptor_dim: int | None, channels: int) -> int:
+    """(D − C): what the VLAD parts share beside the C-d GeM part; checked to split into quarters."""
+    rest = (descriptor_dim or 2 * channels) - channels
+    if rest <= 0 or rest % 4:
+        raise ConfigError(
+            f"--descriptor-dim {descriptor_dim} must exceed the ResNet map's {channels} channels by a "
+            "positive multiple of 4"
+        )
+    return rest
+
+
+class _ResNetBranch(nn.Module):
+    """ResNet cut after a stage: (B, 3, H, W) → (B, C, h, w), with GeM of it."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        stage = 3 if cfg.backbone_stage is None else cfg.backbone_stage
+        self.body, self.facts = create_backbone(cfg.backbone, cfg.pretrained, cfg.pretrained_file, stage)
+        self.channels = self.facts["channels"]
+        self.gem = GeM()
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feature_map = self.body(images)[-1]  # (B, C, h, w)
+        return feature_map, self.gem(feature_map)
+
+
+class TeacherNet(nn.Module):
+    """ResNet + ViT branches, inter-transformer fusion, three NetVLADLoupe heads and GeM (paper Fig. 2)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        o = TSCMOptions.from_config(cfg)
+        self.options = o
+        self.resnet = _ResNetBranch(cfg)
+        vit_pretrained = cfg.pretrained if o.vit_pretrained is None else o.vit_pretrained
+        release = {"class_token": False, "pos_embed": "none", "global_pool": "avg"}
+        self.vit, self.vit_weights = create_timm_model(
+            o.vit,
+            vit_pretrained,
+            None,
+            num_classes=0,
+            dynamic_img_size=True,
+            **(release if o.vit_variant == "release" else {}),
+        )
+        c = self.resnet.channels
+        rest = _split_sizes(cfg.descriptor_dim, c)
+        self.resnet_proj = nn.Linear(c, o.width)
+        self.vit_proj = nn.Linear(self.vit.embed_dim, o.width)
+        self.encoder = InterTransformerEncoder(o.width, o.heads, 2 * o.width, o.dropout)
+        half = o.width // 2 if o.release_reshape else None
+        self.resnet_vlad = NetVLADLoupe(o.width, rest // 4, o.clusters, release_dim=half)
+        self.fused_vlad = NetVLADLoupe(
+            2 * o.width, rest // 2, o.clusters, release_dim=o.width if o.release_reshape else None
+        )
+        self.vit_vlad = NetVLADLoupe(o.width, rest // 4, o.clusters, release_dim=half)
+        self.descriptor_dim = rest + c
+        self.backbone_facts = {**self.resnet.facts, "vit_weights": self.vit_weights}
+
+    def vit_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_features(images)[:, self.vit.num_prefix_tokens :]  # (B, N_V, C_V)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feature_map, resnet_gem = self.resnet(images)
+        resnet_tokens = self.resnet_proj(feature_map.flatten(2).transpose(1, 2))  # (B, N_R, width)
+        vit_tokens = self.vit_proj(self.vit_tokens(images))  # (B, N_V, width)
+        fused = self.encoder(vit_tokens, resnet_tokens)  # (B, N_V + N_R, 2·width)
+        parts = [self.resnet_vlad(resnet_tokens), self.fused_vlad(fused), self.vit_vlad(vit_tokens)]
+        return l2n(torch.cat([*parts, resnet_gem], dim=1))
+
+
+class StudentNet(nn.Module):
+    """ResNet + GeM and a patch-embedding NetVLAD branch projected up (paper Sec. III-B)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        o = TSCMOptions.from_config(cfg)
+        self.options = o
+        self.resnet = _ResNetBranch(cfg)
+        c = self.resnet.channels
+        rest = _split_sizes(cfg.descriptor_dim, c)
+        self.patch_embed = nn.Conv2d(3, o.patch_dim, o.patch_size, stride=o.patch_size)
+        release_dim = None
+        if o.release_reshape:  # the release's 768 "samples" of 196 values (needs the paper's 224×224)
+            release_dim = (224 // o.patch_size) ** 2
+        self.patch_vlad = NetVLADLoupe(o.patch_dim, rest // 4, o.clusters, release_dim=release_dim)
+        self.patch_proj = nn.Linear(rest // 4, rest)
+        self.descriptor_dim = rest + c
+        self.backbone_facts = self.resnet.facts
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feature_map, resnet_gem = self.resnet(images)
+        patches = self.patch_embed(images)  # (B, patch_dim, H/16, W/16)
+        return l2n(torch.cat([self.patch_proj(self.patch_vlad(patches)), resnet_gem], dim=1))
+
+    def build_trainer(self, cfg, train, val, device, run_dir):
+        """Distillation from the frozen teacher named by ``cfg.distill.teacher``."""
+        from tscm.trainer import DistillationTrainer, load_teacher
+
+        teacher = load_teacher(cfg)
+        return DistillationTrainer(self, teacher, cfg, train, val, device, run_dir)

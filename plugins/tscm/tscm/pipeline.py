@@ -1,0 +1,179 @@
+"""``vpr-bench run/ablate/eval --method tscm``: teacher → frozen → distilled student(s), linked records.
+
+One ``pipeline`` id ties a teacher and its students; each student record names its teacher run and holds
+the asymmetric recall (queries: student, database: teacher) beside its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from tscm.trainer import DEFAULT_KD_LOSS, teacher_weights
+from vpr_bench._io import atomic_write_text
+from vpr_bench.config import RunConfig
+from vpr_bench.errors import ConfigError
+from vpr_bench.registry import KD_LOSSES
+from vpr_bench.runner import train_run
+
+log = logging.getLogger("vpr_bench")
+TEACHER, STUDENT = "tscm-teacher", "tscm-student"
+
+
+def _role(cfg: RunConfig, method: str) -> RunConfig:
+    role = RunConfig.from_dict(cfg.to_dict())
+    role.model.method = method
+    return role
+
+
+def _teacher(cfg: RunConfig, pipeline: dict) -> str:
+    """The teacher run folder or weights file: ``--teacher`` if given, else one trained now."""
+    if cfg.distill.teacher:
+        teacher_weights(cfg.distill.teacher)  # fails early, naming the option, if it is not usable
+        log.info("tscm: reusing teacher %s", cfg.distill.teacher)
+        return cfg.distill.teacher
+    log.info("tscm: training the teacher")
+    return str(train_run(_role(cfg, TEACHER), extra={"pipeline": {**pipeline, "role": "teacher"}}))
+
+
+def _student(cfg: RunConfig, teacher: str, kd_loss: str, pipeline: dict) -> Path:
+    student = _role(cfg, STUDENT)
+    student.distill.teacher, student.distill.kd_loss = teacher, kd_loss
+    log.info("tscm: distilling the student with --kd-loss %s", kd_loss)
+    extra = {"pipeline": {**pipeline, "role": "student", "teacher_run": teacher}}
+    return train_run(student, extra=extra)
+
+
+def _new_pipeline(kind: str) -> dict:
+    return {"name": "tscm", "kind": kind, "id": uuid.uuid4().hex[:12]}
+
+
+def run(cfg: RunConfig) -> list[Path]:
+    """Train (or reuse) the teacher, distil one student, test both: [teacher run, student run]."""
+    kd_loss = cfg.distill.kd_loss or DEFAULT_KD_LOSS
+    KD_LOSSES.get(kd_loss)
+    pipeline = _new_pipeline("run")
+    teacher = _teacher(cfg, pipeline)
+    return [Path(teacher), _student(cfg, teacher, kd_loss, pipeline)]
+
+
+ABLATION_COLUMNS = ("kd_loss", "R@1", "R@5", "R@10", "asym R@1", "params (M)", "ms/image", "run")
+
+
+def ablate(cfg: RunConfig, kd_losses: list[str]) -> Path:
+    """One teacher, one student per KD loss (same seed and budget); a Markdown + CSV table. The table."""
+    if not kd_losses:
+        raise ConfigError("--kd-loss: give at least one distillation loss (comma-separated)")
+    for name in kd_losses:
+        KD_LOSSES.get(name)
+    pipeline = _new_pipeline("ablation")
+    teacher = _teacher(cfg, pipeline)
+    rows = []
+    for name in kd_losses:
+        run_dir = _student(cfg, teacher, name, pipeline)
+        rows.append(_ablation_row(name, run_dir))
+    out = run_dir.parent.parent / "tscm-ablation" / pipeline["id"]  # results/<dataset>/tscm-ablation/<id>
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "ablation.md", markdown_table(rows))
+    atomic_write_text(out / "ablation.csv", csv_table(rows))
+    log.info("tscm: ablation table in %s", out)
+    return out
+
+
+def _ablation_row(name: str, run_dir: Path) -> dict:
+    data = json.loads((run_dir / "metrics.json").read_text())
+    metrics, cost = data["metrics"], data["cost"]
+    asym = data.get("asymmetric", {}).get("metrics", {})
+    return {
+        "kd_loss": name,
+        "R@1": metrics.get("R@1"),
+        "R@5": metrics.get("R@5"),
+        "R@10": metrics.get("R@10"),
+        "asym R@1": asym.get("R@1"),
+        "params (M)": cost["params"] / 1e6,
+        "ms/image": cost["ms_per_image"],
+        "run": run_dir.name,
+    }
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(ABLATION_COLUMNS) + " |", "|" + "---|" * len(ABLATION_COLUMNS)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in ABLATION_COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ABLATION_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def evaluate(
+    cfg: RunConfig, checkpoint: str | None, query_model: str, database_model: str, untrained: bool
+) -> Path:
+    """Symmetric or asymmetric evaluation of a trained pair: ``checkpoint`` is a student run folder
+    (its record names its teacher) or, with ``--teacher``, any student weights; ``--untrained`` builds
+    both fresh (random heads, pretrained backbones when available)."""
+    from tscm.trainer import load_teacher
+    from vpr_bench.checkpoints import load_weights
+    from vpr_bench.evaluation.engine import evaluate as evaluate_split
+    from vpr_bench.evaluation.engine import resolve_device
+    from vpr_bench.methods import build_method
+    from vpr_bench.results.store import new_run_dir, write_record
+    from vpr_bench.runner import load_split, record_header, seed_everything
+
+    roles = {query_model, database_model}
+    if not roles <= {"teacher", "student"}:
+        raise ConfigError("--query-model and --database-model must be teacher or student")
+    if not untrained and not checkpoint:
+        raise ConfigError("tscm eval needs --checkpoint STUDENT_RUN_DIR (or --untrained)")
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.eval.device)
+    dataset_name, split = load_split(cfg, cfg.eval.split)
+    models = {}
+    if untrained:
+        models = {role: build_method(_role(cfg, f"tscm-{role}").model) for role in roles}
+    else:
+        student_weights, student_dir = teacher_weights(checkpoint)  # same rules: run folder or file
+        if not cfg.distill.teacher and student_dir is not None:
+            saved = json.loads((student_dir / "config.json").read_text())
+            cfg.distill.teacher = saved.get("distill", {}).get("teacher")
+        if "teacher" in roles:
+            models["teacher"] = load_teacher(cfg)
+        if "student" in roles:
+            student_cfg = _role(cfg, STUDENT)
+            student_cfg.model.pretrained = False
+            models["student"] = build_method(student_cfg.model)
+            load_weights(models["student"], str(student_weights))
+    run_dir = new_run_dir(cfg.out, dataset_name, "tscm")
+    query, database = models[query_model], models[database_model]
+    result = evaluate_split(
+        query, split, cfg, device, run_dir, database_model=None if query is database else database
+    )
+    weights = "untrained" if untrained else f"checkpoint:{checkpoint}"
+    record = {
+        **record_header(cfg, dataset_name, "eval", weights, not untrained),
+        **result,
+        "roles": {"query_model": query_model, "database_model": database_model},
+        "distillation": {"teacher": cfg.distill.teacher},
+    }
+    write_record(run_dir, cfg.to_dict(), record)
+    log.info(
+        "tscm eval (queries: %s, database: %s): %s",
+        query_model,
+        database_model,
+        "  ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items()),
+    )
+    return run_dir

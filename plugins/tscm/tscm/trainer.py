@@ -1,0 +1,168 @@
+"""Student distillation on vpr-bench's training engine: the engine's mining, checkpoints and resume, with a
+frozen teacher's descriptors as the reference embeddings of the distillation loss.
+
+The teacher is frozen in eval mode (the release keeps it in train mode under ``no_grad``, so its dropout
+and batch-norm statistics stay live — a bug we do not reproduce). Its descriptors of the training images
+are computed once (it never changes) and looked up per batch; when they would not fit in
+``TEACHER_CACHE_BYTES`` the teacher embeds each batch instead. Tuples are mined in the teacher's
+descriptor space by default, as the release does (``--mining-space student`` for the student's own).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tscm.losses import build_kd_loss
+from vpr_bench.config import RunConfig
+from vpr_bench.errors import CheckpointError, ConfigError
+from vpr_bench.evaluation.descriptors import extract
+from vpr_bench.evaluation.engine import evaluate
+from vpr_bench.methods import build_method
+from vpr_bench.training import checkpoint as ckpt
+from vpr_bench.training.trainer import Trainer
+from vpr_bench.training.tuples import batch_rows
+
+log = logging.getLogger(__name__)
+TEACHER_CACHE_BYTES = 4 << 30
+DEFAULT_KD_LOSS = "cross-metric"
+
+
+def teacher_weights(spec: str | Path) -> tuple[Path, Path | None]:
+    """``--teacher``: a run folder (its best weights and config) or a weights file; (weights, run dir)."""
+    path = Path(spec)
+    if path.is_dir():
+        weights = path / ckpt.BEST
+        if not weights.is_file():
+            raise CheckpointError(f"--teacher {path}: no {ckpt.BEST} in this run folder (is it finished?)")
+        return weights, path
+    if path.is_file():
+        return path, None
+    raise ConfigError(f"--teacher {path} does not exist (give a teacher run folder or a weights file)")
+
+
+def load_teacher(cfg: RunConfig) -> nn.Module:
+    """The frozen teacher named by ``cfg.distill.teacher``, built with its own run's model settings."""
+    from vpr_bench.checkpoints import load_weights
+
+    if not cfg.distill.teacher:
+        raise ConfigError("the tscm student needs a teacher: --teacher RUN_DIR (or run --method tscm)")
+    weights, run_dir = teacher_weights(cfg.distill.teacher)
+    teacher_cfg = RunConfig.from_dict(cfg.to_dict())
+    if run_dir is not None and (run_dir / "config.json").is_file():
+        teacher_cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    else:
+        teacher_cfg.model.method = "tscm-teacher"
+    teacher_cfg.model.pretrained = False  # the weights come from the file
+    teacher = build_method(teacher_cfg.model)
+    load_weights(teacher, str(weights))
+    return freeze(teacher)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class DistillationTrainer(Trainer):
+    def __init__(self, student, teacher, cfg, train_split, val_split, device, run_dir):
+        super().__init__(student, cfg, train_split, val_split, device, run_dir)
+        self.teacher = freeze(teacher).to(device)
+        if self.teacher.descriptor_dim != student.descriptor_dim:
+            raise ConfigError(
+                f"teacher ({self.teacher.descriptor_dim}-d) and student ({student.descriptor_dim}-d) "
+                "descriptors must have one size: use the same --descriptor-dim for both"
+            )
+        self.kd_name = cfg.distill.kd_loss or DEFAULT_KD_LOSS
+        self.kd_loss = build_kd_loss(self.kd_name, student.descriptor_dim).to(device)
+        self.kd_weight = cfg.distill.kd_weight
+        extra = [p for p in self.kd_loss.parameters() if p.requires_grad]  # e.g. STUN's variance head
+        if extra:
+            self.optimizer.add_param_group({"params": extra})
+            # the scheduler was built before this group existed: give it the group's base lr too
+            self.scheduler.base_lrs.append(self.tc.lr)
+        self._teacher_cache: tuple[np.ndarray, np.ndarray] | None = None
+        cache_bytes = 4 * student.descriptor_dim * (train_split.num_database + train_split.num_queries)
+        self.cache_teacher = cache_bytes <= TEACHER_CACHE_BYTES
+
+    # ---- teacher descriptors ------------------------------------------------------------------------
+    def _extract(self, model: nn.Module, paths, desc: str) -> np.ndarray:
+        return extract(
+            model,
+            paths,
+            transform=self.transform,
+            device=self.device,
+            batch_size=self.cfg.eval.batch_size,
+            num_workers=self.cfg.eval.num_workers,
+            quiet=self.cfg.quiet,
+            desc=desc,
+        )[0]
+
+    def teacher_cache(self) -> tuple[np.ndarray, np.ndarray]:
+        """Teacher descriptors of every training query and database image, computed once."""
+        if self._teacher_cache is None:
+            db = self._extract(self.teacher, self.train_split.database_paths, "teacher: database")
+            queries = self._extract(self.teacher, self.train_split.query_paths, "teacher: queries")
+            self._teacher_cache = queries, db
+        return self._teacher_cache
+
+    def cache_descriptors(self, query_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cfg.distill.mining_space == "student":
+            return super().cache_descriptors(query_rows)
+        if self.cache_teacher:
+            return self.teacher_cache()
+        db = self._extract(self.teacher, self.train_split.database_paths, "teacher: database")
+        rows = self._extract(self.teacher, [self.train_split.query_paths[i] for i in query_rows], "teacher")
+        queries = np.zeros((self.train_split.num_queries, db.shape[1]), dtype=np.float32)
+        queries[query_rows] = rows
+        return queries, db
+
+    def teacher_embeddings(self, images: torch.Tensor, tuple_ids: torch.Tensor) -> torch.Tensor:
+        if not self.cache_teacher:
+            with torch.no_grad():
+                return self.teacher(images)
+        queries, db = self.teacher_cache()
+        query_rows, db_rows = batch_rows(self.round_tuples, tuple_ids.numpy())
+        rows = np.concatenate([queries[query_rows], db[db_rows]])
+        return torch.from_numpy(rows).to(self.device)
+
+    # ---- loss ---------------------------------------------------------------------------------------
+    def compute_loss(self, embeddings, triplets, images, tuple_ids) -> torch.Tensor:
+        hard = self.loss_fn(embeddings, indices_tuple=triplets)  # the student's own triplet loss
+        if self.kd_weight == 0 or self.kd_name == "none":
+            return hard
+        teacher = self.teacher_embeddings(images, tuple_ids)
+        return hard + self.kd_weight * self.kd_loss(embeddings, teacher, triplets)
+
+    # ---- state and report ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "kd_loss": self.kd_loss.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.kd_loss.load_state_dict(state.get("kd_loss", {}))
+
+    def report(self, test_split) -> dict:
+        """Distillation facts and the asymmetric retrieval (queries: student, database: teacher)."""
+        asymmetric = evaluate(self.model, test_split, self.cfg, self.device, database_model=self.teacher)
+        return {
+            "distillation": {
+                "kd_loss": self.kd_name,
+                "kd_weight": self.kd_weight,
+                "mining_space": self.cfg.distill.mining_space,
+                "teacher": str(self.cfg.distill.teacher),
+                "teacher_params": sum(p.numel() for p in self.teacher.parameters()),
+            },
+            "asymmetric": {
+                "query_model": "student",
+                "database_model": "teacher",
+                "metrics": asymmetric["metrics"],
+            },
+        }
