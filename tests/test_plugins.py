@@ -120,10 +120,11 @@ def test_real_installed_package_is_listed(tmp_path):
 def test_a_plugin_module_imported_directly_is_still_attributed_to_its_plugin(monkeypatch):
     from importlib import metadata
 
+    from vpr_bench.plugins import GROUP
     from vpr_bench.registry import _source_of_module
 
     fake = metadata.EntryPoint("acme", "acme_vpr.plugin", "vpr_bench.plugins")
-    monkeypatch.setattr(metadata, "entry_points", lambda group: [fake] if group == "vpr_bench.plugins" else [])
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [fake] if group == GROUP else [])
     assert _source_of_module("vpr_bench.methods.gem") == "built-in"
     assert _source_of_module("acme_vpr.losses") == "plugin:acme"  # a module of the plugin's package
     assert _source_of_module("my_notebook_code") == "module:my_notebook_code"
