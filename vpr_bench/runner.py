@@ -71,9 +71,13 @@ def initialise_from_data(model, cfg: RunConfig, device, train: Split | None = No
 
 
 def record_header(cfg: RunConfig, dataset: str, command: str, weights: str, trained: bool) -> dict:
-    """The fields every run record starts with."""
+    """The fields every run record starts with (``plugin``: where the method comes from)."""
+    from vpr_bench.registry import METHODS, PIPELINES
+
+    registry = PIPELINES if cfg.model.method in PIPELINES else METHODS
     return {
         "method": cfg.model.method,
+        "plugin": registry.get(cfg.model.method).source,
         "dataset": dataset,
         "command": command,
         "backbone": cfg.model.backbone,

@@ -36,6 +36,36 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def gflops_per_image(model: nn.Module, image_size: tuple[int, int], device: torch.device) -> float | None:
+    """Forward GFLOPs for one image, counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+    It counts matrix products and convolutions (2 FLOPs per multiply-add), the bulk of a VPR network;
+    element-wise operations are not counted. None when the model cannot be traced that way.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, *image_size, device=device))
+        return counter.get_total_flops() / 1e9
+    except Exception:  # an op the counter cannot handle must not cost the evaluation
+        return None
+    finally:
+        model.train(was_training)
+
+
+def recall_curve(predictions: np.ndarray, gt) -> list[float]:
+    """Recall@N for every N from 1 to the number of predictions per query (for Recall@N plots)."""
+    from vpr_bench.evaluation.metrics import hits
+
+    if predictions.shape[1] == 0 or len(predictions) == 0:
+        return []
+    first_hit = hits(predictions, gt).cumsum(axis=1) > 0
+    return [round(float(v), 4) for v in 100.0 * first_hit.mean(axis=0)]
+
+
 def peak_memory_mb(device: torch.device) -> dict[str, float]:
     """Peak resident memory of this process; and peak allocated GPU memory when on CUDA."""
     peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
@@ -111,6 +141,7 @@ def evaluate(
     metrics: dict = {}
     for entry in METRICS.entries():
         metrics.update(entry.builder(predictions, gt, cfg.eval.recall_at))
+    curve = recall_curve(predictions, gt)
     if run_dir is not None:
         np.savez_compressed(
             run_dir / "predictions.npz",
@@ -120,9 +151,11 @@ def evaluate(
         )
     return {
         "metrics": metrics,
+        "recall_curve": curve,
         "cost": {
             "descriptor_dim": int(database.shape[1]),
             "params": count_parameters(model),
+            "gflops_per_image": gflops_per_image(model, cfg.data.image_size, device),
             "ms_per_image": median_ms_per_image(db_ms + q_ms),
             "ms_per_query": ms_per_query,
             "device": str(device),
