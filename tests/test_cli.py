@@ -41,7 +41,9 @@ def test_run_writes_a_record_and_compare_shows_it(synthetic_root, tmp_path, caps
     assert config["data"]["image_size"] == [32, 32] and config["preset"] == "demo"
     assert (metrics.parent / "run.log").read_text()
     code, out, _ = call(["compare", "--results", str(tmp_path), "--dataset", "folder-synthetic"], capsys)
-    assert code == 0 and record["run_id"] in out and "R@1" in out
+    assert code == 0 and "gem" in out and "R@1" in out and max(map(len, out.splitlines())) <= 80
+    code, out, _ = call(["compare", "--results", str(tmp_path), "--format", "csv"], capsys)
+    assert code == 0 and record["run_id"] in out
 
 
 def test_eval_recall_at_and_split(synthetic_root, tmp_path, capsys):

@@ -344,21 +344,46 @@ def list_() -> None:
 
 
 @cli.command()
-@click.option("--dataset", help="Only runs on this dataset.")
-@click.option("--method", help="Only runs of this method.")
+@click.option("--dataset", "datasets_", multiple=True, help="Only runs on this dataset (repeatable).")
+@click.option("--method", "methods", multiple=True, help="Only runs of this method (repeatable).")
+@click.option("--all", "all_runs", is_flag=True, help="Every run, not the best per method and dataset.")
+@click.option("--best", "best", is_flag=True, help="The best run per method and dataset [default].")
+@click.option("--sort", default="R@1", show_default=True, help="Column to sort by (best first).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "csv", "latex", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--output", type=click.Path(), help="Write to this file instead of the terminal.")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
-def compare(dataset, method, results_dir) -> None:
-    """Print the recorded runs as a table sorted by R@1."""
+def compare(datasets_, methods, all_runs, best, sort, fmt, output, results_dir) -> None:
+    """Leaderboard of recorded runs: one row per method (best run), one column group per dataset."""
+    from vpr_bench._io import atomic_write_text
     from vpr_bench.results import load_records
-    from vpr_bench.results.table import records_table
+    from vpr_bench.results.table import build_table, render
 
+    if all_runs and best:
+        raise click.UsageError("--all and --best exclude each other")
     _setup_logging(False)
-    records = load_records(results_dir, dataset=dataset, method=method)
+    records = [
+        r
+        for r in load_records(results_dir)
+        if (not datasets_ or r.get("dataset") in datasets_) and (not methods or r.get("method") in methods)
+    ]
     if not records:
         raise VPRBenchError(
-            f"no result records in {results_dir}" + (f" for dataset {dataset}" if dataset else "")
+            f"no result records in {results_dir}"
+            + (f" for dataset {', '.join(datasets_)}" if datasets_ else "")
+            + (f" for method {', '.join(methods)}" if methods else "")
         )
-    click.echo(records_table(records))
+    text = render(build_table(records, best=not all_runs, sort=sort), fmt, width=None if output else 80)
+    if output:
+        atomic_write_text(output, text)
+        click.echo(f"{fmt} written to {output}")
+    else:
+        click.echo(text, nl=False)
 
 
 @cli.group()

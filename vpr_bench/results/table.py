@@ -1,54 +1,317 @@
-"""Rendering rows of run records as a table."""
+"""Leaderboards from run records: one renderer for ``compare`` and ``ablate``, five formats.
+
+Rows are runs (``--all``) or the best run per (dataset, method, KD loss) merged across datasets, so that
+several datasets become one column group each, as in the tables of VPR papers. Formats: an aligned
+terminal table that fits a width by dropping the least important columns (best values marked ``*``),
+Markdown (best in bold), CSV (plain values), LaTeX (a booktabs ``tabular``, best in bold) and JSON.
+A value a record does not have (an older schema) shows as "—" (``null`` in JSON, empty in CSV).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from vpr_bench.errors import ConfigError
 from vpr_bench.results.store import Record
 
 MISSING = "—"
-COLUMNS = (  # header, record field, format
-    ("dataset", "dataset", "{}"),
-    ("method", "method", "{}"),
-    ("weights", "trained", "{}"),
-    ("backbone", "backbone", "{}"),
-    ("preset", "preset", "{}"),
-    ("R@1", "metrics.R@1", "{:.1f}"),
-    ("R@5", "metrics.R@5", "{:.1f}"),
-    ("R@10", "metrics.R@10", "{:.1f}"),
-    ("R@20", "metrics.R@20", "{:.1f}"),
-    ("dim", "cost.descriptor_dim", "{}"),
-    ("params(M)", "cost.params", "{:.1f}"),
-    ("ms/img", "cost.ms_per_image", "{:.2f}"),
-    ("ms/query", "cost.ms_per_query", "{:.3f}"),
-    ("peak MB", "cost.peak_rss_mb", "{:.0f}"),
-    ("run", "run_id", "{}"),
-)
+FORMATS = ("table", "markdown", "csv", "latex", "json")
 
 
-def cell(record: Record, field: str, fmt: str) -> str:
-    value = record.get(field)
-    if value is None:
-        return MISSING
-    if field == "cost.params":
-        value = value / 1e6
-    if field == "trained":
-        value = "trained" if value else "untrained"
-    try:
-        return fmt.format(value)
-    except (ValueError, TypeError):
-        return str(value)
+@dataclass(frozen=True)
+class Column:
+    key: str  # name in CSV/JSON and for --sort
+    header: str
+    field: str  # dotted path in the record
+    fmt: str = "{}"
+    better: str | None = None  # "max" or "min": the best value is marked
+    priority: int = 0  # 0 = never dropped; higher = dropped earlier to fit the terminal
+    per_dataset: bool = False  # one per dataset group
+    scale: float = 1.0
+
+    def value(self, record: Record | None):
+        if record is None:
+            return None
+        value = record.get(self.field)
+        if self.field == "created" and isinstance(value, str):
+            return value[:10]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and self.scale != 1.0:
+            return value / self.scale
+        return value
+
+    def text(self, value) -> str:
+        if value is None:
+            return MISSING
+        try:
+            return self.fmt.format(value)
+        except (ValueError, TypeError):
+            return str(value)
 
 
-def render_text(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
+COLUMNS = {
+    c.key: c
+    for c in (
+        Column("method", "method", "method"),
+        Column("plugin", "plugin", "plugin", priority=6),
+        Column("kd_loss", "KD loss", "distillation.kd_loss", priority=3),
+        Column("backbone", "backbone", "backbone", priority=5),
+        Column("preset", "preset", "preset", priority=7),
+        Column("weights", "weights", "trained", priority=8),
+        Column("R@1", "R@1", "metrics.R@1", "{:.1f}", "max", 0, True),
+        Column("R@5", "R@5", "metrics.R@5", "{:.1f}", "max", 1, True),
+        Column("R@10", "R@10", "metrics.R@10", "{:.1f}", "max", 2, True),
+        Column("R@20", "R@20", "metrics.R@20", "{:.1f}", "max", 4, True),
+        Column("asym_R@1", "asym R@1", "asymmetric.metrics.R@1", "{:.1f}", "max", 4, True),
+        Column("dim", "dim", "cost.descriptor_dim", "{}", None, 6),
+        Column("params_M", "params (M)", "cost.params", "{:.1f}", "min", 2, scale=1e6),
+        Column("gflops", "GFLOPs", "cost.gflops_per_image", "{:.2f}", "min", 5),
+        Column("ms_image", "ms/image", "cost.ms_per_image", "{:.2f}", "min", 3),
+        Column("ms_query", "ms/query", "cost.ms_per_query", "{:.3f}", "min", 6),
+        Column("peak_mb", "peak MB", "cost.peak_rss_mb", "{:.0f}", "min", 7),
+        Column("date", "date", "created", priority=8),
+        Column("run", "run id", "run_id", priority=7),
+    )
+}
+COMPARE = (
+    "method", "plugin", "kd_loss", "backbone", "preset", "R@1", "R@5", "R@10", "R@20",
+    "dim", "params_M", "gflops", "ms_image", "ms_query", "peak_mb", "date", "run",
+)  # fmt: skip
+IDENTITY = ("method", "plugin", "kd_loss", "backbone", "preset", "weights")  # columns before the groups
+ABLATION = ("kd_loss", "R@1", "R@5", "R@10", "asym_R@1", "params_M", "ms_image", "run")
 
 
-def records_table(records: Sequence[Record]) -> str:
-    ordered = sorted(records, key=lambda r: (str(r.get("dataset")), -(r.get("metrics.R@1") or -1.0)))
-    rows = [[cell(r, field, fmt) for _, field, fmt in COLUMNS] for r in ordered]
-    return render_text([h for h, _, _ in COLUMNS], rows)
+@dataclass
+class Row:
+    runs: dict[str, Record]  # dataset → the run shown for it
+
+    @property
+    def first(self) -> Record:
+        return next(iter(self.runs.values()))
+
+
+def select(records: Sequence[Record], best: bool = True) -> list[Row]:
+    """One row per run, or (``best``) per (method, KD loss, backbone, preset) with its best run on each
+    dataset by R@1 (latest on a tie)."""
+    if not best:
+        return [Row({str(r.get("dataset")): r}) for r in records]
+    chosen: dict[tuple, dict[str, Record]] = {}
+    for record in sorted(records, key=lambda r: str(r.get("created", ""))):
+        identity = tuple(str(record.get(f)) for f in ("method", "distillation.kd_loss", "backbone", "preset"))
+        dataset, runs = str(record.get("dataset")), chosen.setdefault(identity, {})
+        held = runs.get(dataset)
+        if held is None or (record.get("metrics.R@1") or -1) >= (held.get("metrics.R@1") or -1):
+            runs[dataset] = record
+    return [Row(runs) for runs in chosen.values()]
+
+
+@dataclass
+class Table:
+    datasets: list[str]
+    columns: list[Column]
+    rows: list[Row]
+
+    def cells(self) -> list[tuple[Column, str | None]]:
+        """(column, dataset) pairs in display order; dataset is None for shared columns."""
+        shared = [c for c in self.columns if not c.per_dataset]
+        grouped = [c for c in self.columns if c.per_dataset]
+        lead = [c for c in shared if c.key in IDENTITY]
+        tail = [c for c in shared if c not in lead]
+        pairs = [(c, None) for c in lead]
+        pairs += [(c, d) for d in self.datasets for c in grouped]
+        return pairs + [(c, None) for c in tail]
+
+    def value(self, row: Row, column: Column, dataset: str | None):
+        if column.key == "weights":
+            trained = row.first.get("trained")
+            return None if trained is None else ("trained" if trained else "untrained")
+        return column.value(row.runs.get(dataset) if dataset else row.first)
+
+    def header(self, column: Column, dataset: str | None, sep: str = " ") -> str:
+        return f"{dataset}{sep}{column.header}" if dataset and len(self.datasets) > 1 else column.header
+
+    def key(self, column: Column, dataset: str | None) -> str:
+        return f"{dataset}/{column.key}" if dataset and len(self.datasets) > 1 else column.key
+
+    def best(self) -> set[tuple[int, str, str | None]]:
+        """(row index, column key, dataset) of each column's best value."""
+        marks = set()
+        for column, dataset in self.cells():
+            values = [(i, self.value(r, column, dataset)) for i, r in enumerate(self.rows)]
+            values = [(i, v) for i, v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if column.better is None or len(values) < 2:
+                continue
+            target = (max if column.better == "max" else min)(v for _, v in values)
+            marks |= {(i, column.key, dataset) for i, v in values if v == target}
+        return marks
+
+
+def build_table(
+    records: Sequence[Record],
+    columns: Sequence[str] = COMPARE,
+    best: bool = True,
+    sort: str | None = "R@1",
+) -> Table:
+    """The table of ``records``; ``sort`` None keeps their order."""
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise ConfigError(f"unknown column {unknown[0]!r}; valid: {', '.join(COLUMNS)}")
+    lookup = {k.lower(): k for k in COLUMNS}
+    if sort is not None and sort.lower() not in lookup:
+        raise ConfigError(f"--sort {sort!r} is not a column; valid: {', '.join(COLUMNS)}")
+    datasets = sorted({str(r.get("dataset")) for r in records})
+    table = Table(datasets, [COLUMNS[c] for c in columns], select(records, best))
+    if sort is None:
+        return table
+    by = COLUMNS[lookup[sort.lower()]]
+    first = next((d for d in datasets if any(d in r.runs for r in table.rows)), None)
+
+    def sort_key(row: Row):
+        value = table.value(row, by, first if by.per_dataset else None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (0, -value if by.better != "min" else value)
+        return (0 if value is not None else 1, str(value))
+
+    table.rows.sort(key=sort_key)
+    return table
+
+
+def render(table: Table, fmt: str = "table", width: int | None = 80) -> str:
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    return {"table": _text, "markdown": _markdown, "csv": _csv, "latex": _latex, "json": _json}[fmt](
+        table, width
+    )
+
+
+def records_table(records: Sequence[Record], **kwargs) -> str:
+    """The terminal table of ``records`` (kwargs as ``build_table``)."""
+    return render(build_table(records, **kwargs))
+
+
+# ---- formats ----------------------------------------------------------------------------------------
+def _strings(table: Table, cells, mark: str = "{}") -> list[list[str]]:
+    best = table.best()
+    out = []
+    for i, row in enumerate(table.rows):
+        line = []
+        for column, dataset in cells:
+            text = column.text(table.value(row, column, dataset))
+            line.append(mark.format(text) if (i, column.key, dataset) in best else text)
+        out.append(line)
+    return out
+
+
+def _text(table: Table, width: int | None) -> str:
+    cells = table.cells()
+    while True:
+        rows = _strings(table, cells, "{}*")
+        headers = [c.header for c, _ in cells]
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+        if len(table.datasets) > 1:  # room for each group's "-- name --" label
+            for dataset in table.datasets:
+                members = [i for i, (_, d) in enumerate(cells) if d == dataset]
+                if members:
+                    span = sum(widths[i] for i in members) + 2 * (len(members) - 1)
+                    widths[members[-1]] += max(0, len(dataset) + 4 - span)
+        total = sum(widths) + 2 * (len(widths) - 1)
+        droppable = [p for p in cells if p[0].priority > 0]
+        if width is None or total <= width or not droppable:
+            break
+        worst = max(p[0].priority for p in droppable)
+        victim = next(p for p in reversed(cells) if p[0].priority == worst)
+        cells = [p for p in cells if p != victim]
+    lines = []
+    if len(table.datasets) > 1:  # a group line over each dataset's columns
+        lines.append(_group_line(cells, widths))
+    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if len(table.datasets) == 1:
+        lines.insert(0, f"dataset: {table.datasets[0]}")
+    return "\n".join(lines) + "\n"
+
+
+def _group_line(cells, widths) -> str:
+    parts, i = [], 0
+    while i < len(cells):
+        dataset, span = cells[i][1], widths[i]
+        j = i + 1
+        while dataset and j < len(cells) and cells[j][1] == dataset:
+            span, j = span + 2 + widths[j], j + 1
+        parts.append(f" {dataset} ".center(span, "-") if dataset else " " * span)
+        i = j
+    return "  ".join(parts).rstrip()
+
+
+def _markdown(table: Table, width: int | None) -> str:
+    cells = table.cells()
+    headers = [table.header(c, d) for c, d in cells]
+    lines = ["| " + " | ".join(headers) + " |"]
+    lines.append("|" + "|".join("---:" if c.better else "---" for c, _ in cells) + "|")
+    lines += ["| " + " | ".join(r) + " |" for r in _strings(table, cells, "**{}**")]
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value):
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+def _csv(table: Table, width: int | None) -> str:
+    cells = table.cells()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([table.key(c, d) for c, d in cells])
+    for row in table.rows:
+        values = [_plain(table.value(row, c, d)) for c, d in cells]
+        writer.writerow(["" if v is None else v for v in values])
+    return buffer.getvalue()
+
+
+def _json(table: Table, width: int | None) -> str:
+    cells = table.cells()
+    rows = [{table.key(c, d): _plain(table.value(row, c, d)) for c, d in cells} for row in table.rows]
+    return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text).replace("—", "--")
+
+
+def _latex(table: Table, width: int | None) -> str:
+    cells = table.cells()
+    spec = "".join("r" if c.better or c.key == "dim" else "l" for c, _ in cells)
+    lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    if len(table.datasets) > 1:
+        group, rules, i = [], [], 0
+        while i < len(cells):
+            dataset, j = cells[i][1], i + 1
+            while dataset and j < len(cells) and cells[j][1] == dataset:
+                j += 1
+            if dataset:
+                group.append(f"\\multicolumn{{{j - i}}}{{c}}{{{latex_escape(dataset)}}}")
+                rules.append(f"\\cmidrule(lr){{{i + 1}-{j}}}")
+            else:
+                group += [""] * (j - i)
+            i = j
+        lines += [" & ".join(group) + " \\\\", " ".join(rules)]
+    lines.append(" & ".join(latex_escape(c.header) for c, _ in cells) + " \\\\")
+    lines.append("\\midrule")
+    best = table.best()
+    for i, row in enumerate(table.rows):
+        texts = []
+        for column, dataset in cells:
+            text = latex_escape(column.text(table.value(row, column, dataset)))
+            texts.append(f"\\textbf{{{text}}}" if (i, column.key, dataset) in best else text)
+        lines.append(" & ".join(texts) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"

@@ -58,7 +58,7 @@ def test_ablate_reuses_the_teacher_and_writes_a_table(pipeline_run, capsys):
     assert sorted(r["distillation"]["kd_loss"] for r in students) == ["mse", "none", "stun"]
     (table,) = out.glob("*/tscm-ablation/*/ablation.csv")
     lines = table.read_text().splitlines()
-    assert lines[0].startswith("kd_loss,R@1,R@5,R@10,asym R@1") and len(lines) == 4
+    assert lines[0] == "kd_loss,R@1,R@5,R@10,asym_R@1,params_M,ms_image,run" and len(lines) == 4
     assert [line.split(",")[0] for line in lines[1:]] == ["none", "mse", "stun"]
     assert "| none |" in stdout and (table.parent / "ablation.md").is_file()
 

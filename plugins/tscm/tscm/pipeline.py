@@ -6,8 +6,6 @@ the asymmetric recall (queries: student, database: teacher) beside its own.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import uuid
@@ -18,6 +16,8 @@ from vpr_bench._io import atomic_write_text
 from vpr_bench.config import RunConfig
 from vpr_bench.errors import ConfigError
 from vpr_bench.registry import KD_LOSSES
+from vpr_bench.results.store import Record
+from vpr_bench.results.table import ABLATION, build_table, render
 from vpr_bench.runner import train_run
 
 log = logging.getLogger("vpr_bench")
@@ -61,63 +61,25 @@ def run(cfg: RunConfig) -> list[Path]:
     return [Path(teacher), _student(cfg, teacher, kd_loss, pipeline)]
 
 
-ABLATION_COLUMNS = ("kd_loss", "R@1", "R@5", "R@10", "asym R@1", "params (M)", "ms/image", "run")
-
-
 def ablate(cfg: RunConfig, kd_losses: list[str]) -> Path:
-    """One teacher, one student per KD loss (same seed and budget); a Markdown + CSV table. The table."""
+    """One teacher, one student per KD loss (same seed and budget); the folder of the ablation table
+    (Markdown, CSV, LaTeX; the renderer of ``vpr-bench compare``)."""
     if not kd_losses:
         raise ConfigError("--kd-loss: give at least one distillation loss (comma-separated)")
     for name in kd_losses:
         KD_LOSSES.get(name)
     pipeline = _new_pipeline("ablation")
     teacher = _teacher(cfg, pipeline)
-    rows = []
-    for name in kd_losses:
-        run_dir = _student(cfg, teacher, name, pipeline)
-        rows.append(_ablation_row(name, run_dir))
-    out = run_dir.parent.parent / "tscm-ablation" / pipeline["id"]  # results/<dataset>/tscm-ablation/<id>
+    runs = [_student(cfg, teacher, name, pipeline) for name in kd_losses]
+    records = [Record(run, json.loads((run / "metrics.json").read_text())) for run in runs]
+    table = build_table(records, columns=ABLATION, best=False, sort=None)
+    out = runs[-1].parent.parent / "tscm-ablation" / pipeline["id"]  # results/<dataset>/tscm-ablation/<id>
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "ablation.md", markdown_table(rows))
-    atomic_write_text(out / "ablation.csv", csv_table(rows))
+    atomic_write_text(out / "ablation.md", render(table, "markdown"))
+    atomic_write_text(out / "ablation.csv", render(table, "csv"))
+    atomic_write_text(out / "ablation.tex", render(table, "latex"))
     log.info("tscm: ablation table in %s", out)
     return out
-
-
-def _ablation_row(name: str, run_dir: Path) -> dict:
-    data = json.loads((run_dir / "metrics.json").read_text())
-    metrics, cost = data["metrics"], data["cost"]
-    asym = data.get("asymmetric", {}).get("metrics", {})
-    return {
-        "kd_loss": name,
-        "R@1": metrics.get("R@1"),
-        "R@5": metrics.get("R@5"),
-        "R@10": metrics.get("R@10"),
-        "asym R@1": asym.get("R@1"),
-        "params (M)": cost["params"] / 1e6,
-        "ms/image": cost["ms_per_image"],
-        "run": run_dir.name,
-    }
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(ABLATION_COLUMNS) + " |", "|" + "---|" * len(ABLATION_COLUMNS)]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in ABLATION_COLUMNS) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def csv_table(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ABLATION_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def evaluate(
