@@ -386,6 +386,93 @@ def compare(datasets_, methods, all_runs, best, sort, fmt, output, results_dir) 
         click.echo(text, nl=False)
 
 
+def _size_px(value: str | None) -> tuple[int, int] | None:
+    size = _size(value)  # "WxH" read as two integers
+    return None if size is None else (size[0], size[1])
+
+
+def _select_runs(results_dir: str, datasets_: tuple, runs: tuple) -> list:
+    """Runs named by id or folder, else the best run per method on the given datasets."""
+    from vpr_bench.results import load_records
+    from vpr_bench.results.table import select
+
+    records = [r for r in load_records(results_dir) if not datasets_ or r.get("dataset") in datasets_]
+    if runs:
+        wanted = {Path(r).name for r in runs}
+        chosen = [r for r in records if r.run_id in wanted or r.run_dir.name in wanted]
+        missing = wanted - {r.run_dir.name for r in chosen}
+        if missing:
+            raise VPRBenchError(f"no finished run {sorted(missing)[0]!r} in {results_dir}")
+        return chosen
+    chosen = [run for row in select(records, best=True) for run in row.runs.values()]
+    if not chosen:
+        raise VPRBenchError(
+            f"no result records in {results_dir}" + (f" for {datasets_[0]}" if datasets_ else "")
+        )
+    return chosen
+
+
+@cli.group()
+def plot() -> None:
+    """Figures for papers: Recall@N curves, retrieval grids, accuracy vs cost (PNG)."""
+
+
+PLOT_OPTIONS = [
+    click.option("--dataset", "datasets_", multiple=True, help="Only runs on this dataset (repeatable)."),
+    click.option("--results", "results_dir", default="results", show_default=True, type=click.Path()),
+    click.option("--output", required=True, type=click.Path(), help="PNG file to write."),
+    click.option("--size", callback=lambda c, p, v: _size_px(v), help="WxH in pixels [default: 800x600]."),
+]
+
+
+def plot_options(func):
+    for option in reversed(PLOT_OPTIONS):
+        func = option(func)
+    return func
+
+
+@plot.command("recall")
+@plot_options
+@click.argument("runs", nargs=-1)
+def plot_recall(datasets_, results_dir, output, size, runs) -> None:
+    """Recall@N curves of RUNS (ids or folders), or of the best run per method."""
+    from vpr_bench.results.plots import recall_curves
+
+    _setup_logging(False)
+    path = recall_curves(_select_runs(results_dir, datasets_, runs), output, size or (800, 600))
+    click.echo(f"written {path}")
+
+
+@plot.command("cost")
+@plot_options
+def plot_cost(datasets_, results_dir, output, size) -> None:
+    """R@1 against ms/image, bubble size = parameters, best run per method."""
+    from vpr_bench.results.plots import cost_accuracy
+
+    _setup_logging(False)
+    path = cost_accuracy(_select_runs(results_dir, datasets_, ()), output, size or (800, 600))
+    click.echo(f"written {path}")
+
+
+@plot.command("retrievals")
+@click.argument("run", type=click.Path())
+@click.option("--queries", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--failures", is_flag=True, help="Show queries whose top-1 is wrong first.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which queries are drawn.")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
+@click.option("--output", required=True, type=click.Path(), help="PNG file to write.")
+@click.option("--size", callback=lambda c, p, v: _size_px(v), help="WxH in pixels [default: from the grid].")
+def plot_retrievals(run, queries, top, failures, seed, results_dir, output, size) -> None:
+    """RUN's queries and their top matches (green = correct, red = wrong) with distances."""
+    from vpr_bench.results.plots import retrieval_grid
+
+    _setup_logging(False)
+    run_dir = Path(run) if Path(run).is_dir() else _select_runs(results_dir, (), (run,))[0].run_dir
+    path = retrieval_grid(run_dir, output, queries, top, failures, seed, size)
+    click.echo(f"written {path}")
+
+
 @cli.group()
 def datasets() -> None:
     """Make and inspect datasets."""

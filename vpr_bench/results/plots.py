@@ -1,0 +1,166 @@
+"""Figures from run records (matplotlib, headless Agg): Recall@N curves, retrieval grids, cost/accuracy.
+
+Each function writes a PNG of exactly ``size`` pixels (width, height) and returns its path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display is needed or used
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vpr_bench.errors import VPRBenchError  # noqa: E402
+from vpr_bench.results.store import Record  # noqa: E402
+
+DPI = 100
+
+
+def label(record: Record) -> str:
+    kd = record.get("distillation.kd_loss")
+    name = f"{record.get('method')} ({kd})" if kd else str(record.get("method"))
+    if record.get("trained") is False:
+        name += ", untrained"
+    return f"{name} · {record.run_id[-6:]}"
+
+
+def _figure(size: tuple[int, int], **kwargs):
+    return plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, **kwargs)
+
+
+def _save(fig, output: str | Path) -> Path:
+    import io
+
+    from vpr_bench._io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    plt.close(fig)
+    atomic_write_bytes(output, buffer.getvalue())
+    return Path(output)
+
+
+def recall_curves(records: Sequence[Record], output: str | Path, size=(800, 600)) -> Path:
+    """Recall@N against N, one labelled line per run (the record's full curve, else its R@N points)."""
+    if not records:
+        raise VPRBenchError("plot recall: no runs to plot")
+    fig, ax = _figure(size, layout="constrained")
+    for record in records:
+        curve = record.get("recall_curve")
+        if curve:
+            ns, values = np.arange(1, len(curve) + 1), np.asarray(curve)
+        else:  # an older record: only the R@N it was asked for
+            points = sorted(
+                (int(k[2:]), v) for k, v in (record.get("metrics") or {}).items() if k.startswith("R@")
+            )
+            ns, values = np.array([n for n, _ in points]), np.array([v for _, v in points])
+        ax.plot(ns, values, marker="o" if len(ns) < 8 else None, markersize=4, label=label(record))
+    datasets = sorted({str(r.get("dataset")) for r in records})
+    ax.set(xlabel="N", ylabel="Recall@N (%)", ylim=(0, 100), title=f"Recall@N on {', '.join(datasets)}")
+    ax.set_xscale("log")
+    ax.set_xticks([1, 2, 5, 10, 20], labels=["1", "2", "5", "10", "20"])
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, output)
+
+
+def cost_accuracy(records: Sequence[Record], output: str | Path, size=(800, 600)) -> Path:
+    """R@1 against ms/image; bubble area ∝ parameters (the TSCM paper's trade-off picture)."""
+    usable = [r for r in records if r.get("metrics.R@1") is not None and r.get("cost.ms_per_image")]
+    if not usable:
+        raise VPRBenchError("plot cost: no run has both R@1 and ms/image")
+    fig, ax = _figure(size, layout="constrained")
+    params = np.array([(r.get("cost.params") or 0) / 1e6 for r in usable])
+    area = 40 + 600 * params / max(params.max(), 1e-9)
+    for record, s in zip(usable, area, strict=True):
+        x, y = record.get("cost.ms_per_image"), record.get("metrics.R@1")
+        ax.scatter(x, y, s=s, alpha=0.5)
+        params_m = (record.get("cost.params") or 0) / 1e6
+        ax.annotate(
+            f"{label(record)}\n{params_m:.1f} M",
+            (x, y),
+            xytext=(0, 12),
+            textcoords="offset points",
+            fontsize=7,
+            ha="center",
+            va="bottom",
+        )
+    datasets = sorted({str(r.get("dataset")) for r in usable})
+    ax.set(xlabel="ms / image", ylabel="Recall@1 (%)", title=f"Accuracy vs cost on {', '.join(datasets)}")
+    ax.margins(0.2)
+    ax.grid(True, alpha=0.3)
+    return _save(fig, output)
+
+
+def _thumbnail(path: str, height: int = 96) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        width = max(1, round(image.width * height / image.height))
+        return np.asarray(image.resize((width, height)))
+
+
+def choose_queries(top1_correct: np.ndarray, count: int, failures: bool, seed: int) -> np.ndarray:
+    """``count`` query rows in a seeded random order; with ``failures`` those whose top-1 is wrong first."""
+    order = np.random.default_rng(seed).permutation(len(top1_correct))
+    if failures:
+        order = np.concatenate([order[~top1_correct[order]], order[top1_correct[order]]])
+    return order[:count]
+
+
+def retrieval_grid(
+    run_dir: str | Path,
+    output: str | Path,
+    queries: int = 8,
+    top: int = 5,
+    failures: bool = False,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+) -> Path:
+    """Each row a query and its top-``top`` database images: green border = correct, red = wrong."""
+    from vpr_bench.config import RunConfig
+    from vpr_bench.evaluation.metrics import hits
+    from vpr_bench.runner import load_split
+
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "metrics.json").read_text())
+        cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        saved = np.load(run_dir / "predictions.npz")
+        query_index, predictions, distances = saved["query_index"], saved["predictions"], saved["distances"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise VPRBenchError(f"plot retrievals: {run_dir} is not a finished run folder ({exc})") from None
+    split_name = (record.get("protocol") or {}).get("split", cfg.eval.split)
+    _, split = load_split(cfg, split_name)
+    gt = split.ground_truth(cfg.data.pos_radius).subset(query_index)
+    top = min(top, predictions.shape[1])
+    correct = hits(predictions[:, :top], gt)  # (Q, top)
+    rows = choose_queries(correct[:, 0], queries, failures, seed)
+    size = size or (150 * (top + 1), 130 * len(rows) + 40)
+    fig, axes = _figure(size, nrows=len(rows), ncols=top + 1, squeeze=False, layout="constrained")
+    for r, q in enumerate(rows):
+        cells = [(split.query_paths[query_index[q]], None, f"query {query_index[q]}")]
+        for k in range(top):
+            db = predictions[q, k]
+            ok = bool(correct[q, k])
+            cells.append(
+                (split.database_paths[db] if db >= 0 else None, ok, f"#{k + 1} d²={distances[q, k]:.2f}")
+            )
+        for ax, (path, ok, title) in zip(axes[r], cells, strict=True):
+            if path is not None:
+                ax.imshow(_thumbnail(str(path)))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=7)
+            colour = "black" if ok is None else ("tab:green" if ok else "tab:red")
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(1 if ok is None else 4)
+    fig.suptitle(f"{label(Record(run_dir, record))} on {record.get('dataset')}/{split_name}", fontsize=9)
+    return _save(fig, output)
