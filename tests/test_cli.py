@@ -185,3 +185,10 @@ def test_invalid_training_options(args, message, capsys, data_dir):
 def test_resume_takes_no_other_options(capsys, tmp_path):
     code, _, err = call(["run", "--resume", str(tmp_path), "--epochs", "3"], capsys)
     assert code == 2 and "--resume uses the run's own config.json; drop --epochs" in err
+
+
+def test_ivfpq_on_a_too_small_database_fails_in_one_line(synthetic_root, tmp_path, capsys):
+    args = ["eval", "--method", "gem", "--dataset", f"folder:{synthetic_root}", "--out", str(tmp_path)]
+    code, _, err = call([*args, *TINY, "--index", "ivfpq", "--nlist", "4", "--m", "8"], capsys)
+    assert code == 2 and "--index ivfpq with --nlist 4 needs ≥ 256 database images" in err
+    assert "Traceback" not in err

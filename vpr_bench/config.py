@@ -43,7 +43,10 @@ class EvalConfig:
     num_workers: int = 2
     recall_at: tuple[int, ...] = (1, 5, 10, 20)
     device: str = "auto"
-    index: str = "flat"
+    index: str = "flat"  # flat (exact) or ivfpq (approximate: --nlist cells, --m sub-quantisers)
+    nlist: int = 1024
+    m: int = 64
+    nprobe: int = 16
 
 
 @dataclass
@@ -143,7 +146,8 @@ class RunConfig:
                 self.eval.device in ("auto", "cpu", "cuda") or self.eval.device.startswith("cuda:"),
                 "--device must be auto, cpu, cuda or cuda:N",
             ),
-            (self.eval.index == "flat", "--index: only 'flat' is available"),
+            (self.eval.index in ("flat", "ivfpq"), "--index must be flat or ivfpq"),
+            (min(self.eval.nlist, self.eval.m, self.eval.nprobe) >= 1, "--nlist, --m, --nprobe must be ≥ 1"),
             (self.distill.kd_weight >= 0, "--kd-weight must be ≥ 0"),
             (
                 self.distill.mining_space in ("teacher", "student"),

@@ -16,7 +16,7 @@ from vpr_bench.datasets.images import model_transform
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.descriptors import extract, median_ms_per_image
-from vpr_bench.evaluation.matching import collapse_groups, search
+from vpr_bench.evaluation.matching import IndexSpec, collapse_groups, search
 from vpr_bench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -123,12 +123,13 @@ def evaluate(
         else:
             kept = np.arange(len(queries))
         k = max(cfg.eval.recall_at)
+        spec = IndexSpec(cfg.eval.index, cfg.eval.nlist, cfg.eval.m, cfg.eval.nprobe)
         groups = split.database_groups
         if groups is None:
-            distances, predictions, ms_per_query = search(database, queries, k)
+            distances, predictions, ms_per_query = search(database, queries, k, spec)
         else:  # search deeper, then let each group (panorama) count once
             per_group = int(np.bincount(groups).max())
-            distances, predictions, ms_per_query = search(database, queries, k * per_group)
+            distances, predictions, ms_per_query = search(database, queries, k * per_group, spec)
             distances, predictions = collapse_groups(distances, predictions, groups, k)
     if len(without):
         log.warning(
@@ -172,7 +173,7 @@ def evaluate(
             "ground_truth": gt.kind,
             "pos_radius_m": gt.radius,
             "image_size": list(cfg.data.image_size),
-            "index": cfg.eval.index,
+            "index": spec.describe(),
             "database_groups": None if split.database_groups is None else "one hit per group (panorama)",
             "source": split.source,
             **{k: v for k, v in split.info.items() if k in ("layout",)},

@@ -3,19 +3,66 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+from vpr_bench.errors import ConfigError
 
 DB_BLOCK = 65536
 QUERY_BLOCK = 4096
 
 
-def search(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Exact L2 search: (Q, k) distances, (Q, k) indices, and milliseconds per query (batched search)."""
-    index = faiss.IndexFlatL2(database.shape[1])
+@dataclass(frozen=True)
+class IndexSpec:
+    """``flat``: exact L2. ``ivfpq``: inverted file with ``nlist`` cells, product quantiser of ``m``
+    sub-vectors × 8 bits, ``nprobe`` cells visited per query — less memory and time, approximate."""
+
+    kind: str = "flat"
+    nlist: int = 1024
+    m: int = 64
+    nprobe: int = 16
+    train_size: int = 100_000  # database vectors sampled to train the coarse quantiser and the PQ
+
+    def describe(self) -> str:
+        if self.kind == "flat":
+            return "flat"
+        return f"ivfpq(nlist={self.nlist}, m={self.m}, nbits=8, nprobe={self.nprobe})"
+
+
+def build_index(database: np.ndarray, spec: IndexSpec = IndexSpec(), seed: int = 0) -> faiss.Index:
+    dim = database.shape[1]
+    if spec.kind == "flat":
+        index = faiss.IndexFlatL2(dim)
+    elif spec.kind == "ivfpq":
+        if dim % spec.m:
+            raise ConfigError(f"--m {spec.m} must divide the descriptor size {dim}")
+        needed = 39 * spec.nlist  # faiss warns below 39 training points per cell
+        if len(database) < max(needed, 256):
+            raise ConfigError(
+                f"--index ivfpq with --nlist {spec.nlist} needs ≥ {max(needed, 256)} database images to "
+                f"train, this split has {len(database)}: lower --nlist or use --index flat"
+            )
+        index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, spec.nlist, spec.m, 8)
+        index.cp.seed = seed
+        rng = np.random.default_rng(seed)
+        picks = np.sort(rng.choice(len(database), size=min(spec.train_size, len(database)), replace=False))
+        index.train(np.ascontiguousarray(database[picks], dtype=np.float32))
+        index.nprobe = spec.nprobe
+    else:
+        raise ConfigError(f"--index {spec.kind!r} is not one of flat, ivfpq")
     for start in range(0, len(database), DB_BLOCK):  # the database may be a memory-mapped file
         index.add(np.ascontiguousarray(database[start : start + DB_BLOCK], dtype=np.float32))
+    return index
+
+
+def search(
+    database: np.ndarray, queries: np.ndarray, k: int, spec: IndexSpec = IndexSpec()
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """L2 search (exact, or ``spec``'s approximate index): (Q, k) distances, (Q, k) indices, and
+    milliseconds per query of the batched search (index building not included)."""
+    index = build_index(database, spec)
     # k may exceed the database: faiss then returns index -1 (a miss) for the missing ranks
     distances = np.empty((len(queries), k), dtype=np.float32)
     indices = np.empty((len(queries), k), dtype=np.int64)
