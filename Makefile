@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint format lock clean
+.PHONY: install run baselines test bench lint format lock clean
 
 # (Re)install only when the dependency set or the package metadata changed.
 $(STAMP): constraints.txt setup.cfg pyproject.toml $(wildcard plugins/*/setup.cfg)
@@ -18,6 +18,11 @@ install: $(STAMP)
 # The main job on the embedded default dataset (generated on first use).
 run: install
 	$(BIN)/vpr-bench run --method tscm --dataset synthetic --preset demo
+
+# The two baselines TSCM is compared with, trained on the same demo (then: vpr-bench compare).
+baselines: install
+	$(BIN)/vpr-bench run --method gem --dataset synthetic --preset demo
+	$(BIN)/vpr-bench run --method netvlad --dataset synthetic --preset demo
 
 test: install
 	$(BIN)/ruff check .

@@ -266,7 +266,7 @@ def run(resume, **options) -> None:
     from vpr_bench.runner import train_run
 
     if resume:
-        given = [k for k, v in options.items() if v is not None and k != "preset"]
+        given = [k for k, v in options.items() if v not in (None, {}, ()) and k != "preset"]
         if given:
             raise click.UsageError(
                 f"--resume uses the run's own config.json; drop --{given[0].replace('_', '-')}"

@@ -9,7 +9,7 @@ TINY = {
     "model.backbone": "test_resnet",
     "model.backbone_stage": 3,
     "model.descriptor_dim": 256,
-    "model.options": {"vit": "test_vit", "width": 32, "clusters": 4, "patch_dim": 16},
+    "model.options": {"vit": "test_vit", "vit_patch_size": 16, "width": 32, "clusters": 4, "patch_dim": 16},
 }
 
 

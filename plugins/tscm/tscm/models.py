@@ -40,6 +40,7 @@ class TSCMOptions:
     vit_variant: str = "timm"
     release_reshape: bool = False  # NetVLADLoupe's sample reinterpretation (see NetVLADLoupe)
     vit_pretrained: bool | None = None  # None → as --pretrained (the release: False)
+    vit_patch_size: int | None = None  # None → the ViT's own (16); timm resamples pretrained patch weights
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> TSCMOptions:
@@ -97,6 +98,7 @@ class TeacherNet(nn.Module):
             None,
             num_classes=0,
             dynamic_img_size=True,
+            **({"patch_size": o.vit_patch_size} if o.vit_patch_size else {}),
             **(release if o.vit_variant == "release" else {}),
         )
         c = self.resnet.channels
