@@ -60,3 +60,18 @@ def test_half_written_dataset_is_regenerated_not_read(data_dir):
     assert generated == [root] and (root / MARKER).is_file()
     assert dataset.split("test").num_database == 8
     assert not (root / "images/test/database/@1@2@half.jpg").exists()
+
+
+def test_synth_can_make_the_test_split_alone(tmp_path, capsys):
+    from vpr_bench.testing import run_cli
+
+    out = tmp_path / "big"
+    args = ["datasets", "synth", "--places", "30", "--queries", "6", "--splits", "test", "--out", str(out)]
+    code, _, err = run_cli([*args, "--workers", "1"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["test"]
+    assert len(list((out / "images/test/database").iterdir())) == 30
+    code, stdout, _ = run_cli([*args, "--workers", "1"], capsys)  # the same request again: kept
+    assert code == 0 and "already holds this dataset" in stdout
+    code, _, err = run_cli([*args[:-2], "--splits", "tset", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "synthetic splits must be among train, val, test" in err

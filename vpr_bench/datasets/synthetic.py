@@ -17,7 +17,7 @@ import os
 import shutil
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ class SynthConfig:
     width: int = 128
     height: int = 96
     seed: int = 0
+    splits: tuple[str, ...] = ("train", "val", "test")  # e.g. ("test",) for a large evaluation-only set
 
     def counts(self, split: str) -> tuple[int, int]:
         queries = self.queries or max(1, self.places // 2)
@@ -121,6 +122,10 @@ def _render_street(job: tuple) -> None:
 def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), workers: int | None = None) -> Path:
     """Write a synthetic dataset to ``out`` (atomically: a temp folder renamed when complete)."""
     out = Path(out)
+    cfg = replace(cfg, splits=tuple(cfg.splits))
+    unknown = sorted(set(cfg.splits) - set(SPLITS))
+    if unknown or not cfg.splits:
+        raise DatasetError(f"synthetic splits must be among {', '.join(SPLITS)}, got {list(cfg.splits)}")
     if cfg.places < 1 or cfg.db_spacing <= 0 or cfg.street_length < cfg.db_spacing:
         raise DatasetError(
             f"invalid synthetic dataset settings {cfg}: need places ≥ 1 and a positive spacing"
@@ -128,7 +133,7 @@ def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), workers: 
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     per_street = int(cfg.street_length // cfg.db_spacing)
     jobs, counts = [], {}
-    for split in SPLITS:
+    for split in cfg.splits:
         n_db, n_q = cfg.counts(split)
         counts[split] = {"database": n_db, "queries": n_q}
         n_streets = math.ceil(n_db / per_street)
