@@ -32,6 +32,9 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/mining.py
 	$(BIN)/python benchmarks/kd_loss.py
+	$(BIN)/python benchmarks/matching.py
+	$(BIN)/python benchmarks/eval_throughput.py
+	$(BIN)/python benchmarks/memory.py  # makes a 92k-image synthetic set once (minutes)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
