@@ -9,19 +9,33 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from vpr_bench.errors import VPRBenchError
+
+
+class WriteError(VPRBenchError, OSError):
+    """A file could not be written (disk full, permissions); its previous version is intact."""
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``path`` through a temporary file and ``os.replace``. On failure (a full disk, no permission)
+    the temporary file is removed, the previous ``path`` is untouched, and a ``WriteError`` says so."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            kept = "the previous version is kept" if path.exists() else "nothing was written"
+            raise WriteError(f"cannot write {path}: {exc.strerror or exc}; {kept}") from exc
         raise
 
 
