@@ -33,8 +33,12 @@ def paired_distance(distance, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x, y = distance.maybe_normalize(x), distance.maybe_normalize(y)
     if distance.is_inverted:  # a similarity (CosineSimilarity, DotProductSimilarity)
         values = (x * y).sum(dim=1)
-    else:
-        values = torch.linalg.vector_norm(x - y, ord=distance.p, dim=1)
+        return values**distance.power if distance.power != 1 else values
+    if distance.p == 2:  # squared L2 without a square root, then the power
+        difference = x - y
+        squared = torch.linalg.vecdot(difference, difference)
+        return squared if distance.power == 2 else squared ** (distance.power / 2)
+    values = torch.linalg.vector_norm(x - y, ord=distance.p, dim=1)
     return values**distance.power if distance.power != 1 else values
 
 
@@ -70,11 +74,20 @@ class CrossMetricLoss(BaseMetricLossFunction):
         if len(anchors) == 0:
             return self.zero_losses()
 
-        def d(student_rows, teacher_rows):  # (T,): d(S(x_i), T(y_i)) for every triplet i
-            return paired_distance(self.distance, embeddings[student_rows], ref_emb[teacher_rows])
-
-        cross = d(anchors, positives) + d(positives, anchors)
-        soft = d(anchors, anchors) + d(positives, positives) + d(negatives, negatives)
+        # each (anchor, positive) pair and each negative appears in many triplets: measure it once, and
+        # every needed (student row, teacher row) distance in one gather (few ops: this is a hot path)
+        n = len(embeddings)
+        pair_keys, pair_of = torch.unique(anchors * n + positives, return_inverse=True)
+        negative_rows, negative_of = torch.unique(negatives, return_inverse=True)
+        a, p = pair_keys // n, pair_keys % n
+        student_rows = torch.cat([a, p, a, p, negative_rows])
+        teacher_rows = torch.cat([p, a, a, p, negative_rows])
+        d = paired_distance(
+            self.distance, embeddings.index_select(0, student_rows), ref_emb.index_select(0, teacher_rows)
+        )
+        sa_tp, sp_ta, sa_ta, sp_tp, sn_tn = d.split([len(a)] * 4 + [len(negative_rows)])
+        cross = (sa_tp + sp_ta)[pair_of]
+        soft = (sa_ta + sp_tp)[pair_of] + sn_tn[negative_of]
         total = {"both": cross + soft, "cross": cross, "soft": soft}[self.terms]
         if self.form == "release":
             total = 0.5 * F.relu(self.margin + total) ** 2
