@@ -457,12 +457,13 @@ def plot_recall(datasets_, results_dir, output, size, runs) -> None:
 
 @plot.command("cost")
 @plot_options
-def plot_cost(datasets_, results_dir, output, size) -> None:
-    """R@1 against ms/image, bubble size = parameters, best run per method."""
+@click.argument("runs", nargs=-1)
+def plot_cost(datasets_, results_dir, output, size, runs) -> None:
+    """R@1 against ms/image, bubble size = parameters: RUNS, or the best run per method."""
     from vpr_bench.results.plots import cost_accuracy
 
     _setup_logging(False)
-    path = cost_accuracy(_select_runs(results_dir, datasets_, ()), output, size or (800, 600))
+    path = cost_accuracy(_select_runs(results_dir, datasets_, runs), output, size or (800, 600))
     click.echo(f"written {path}")
 
 

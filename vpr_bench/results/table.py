@@ -142,7 +142,7 @@ class Table:
         for column, dataset in self.cells():
             values = [(i, self.value(r, column, dataset)) for i, r in enumerate(self.rows)]
             values = [(i, v) for i, v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            if column.better is None or len(values) < 2:
+            if column.better is None or len({v for _, v in values}) < 2:  # nothing to tell apart
                 continue
             target = (max if column.better == "max" else min)(v for _, v in values)
             marks |= {(i, column.key, dataset) for i, v in values if v == target}
