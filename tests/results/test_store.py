@@ -42,3 +42,14 @@ def test_records_load_and_corrupt_ones_are_skipped(tmp_path, caplog):
     assert json.loads((good / "config.json").read_text())["environment"]["packages"]["torch"]
     table = records_table(records)
     assert "50.0" in table and "—" in table  # missing fields are shown as a dash
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "record.json"
+    atomic_write_json(path, {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
