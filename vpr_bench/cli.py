@@ -263,26 +263,27 @@ def _pipeline(method: str):
 @click.option("--resume", "resume", type=click.Path(), help="Continue the interrupted run in this folder.")
 def run(resume, **options) -> None:
     """Train a method on a dataset's train split (validating on val), test its best weights, record it."""
+    from vpr_bench import distributed
     from vpr_bench.runner import train_run
 
+    distributed.init(options.get("device") or "auto")  # under torchrun; a no-op otherwise
+    main = distributed.is_main()
     if resume:
         given = [k for k, v in options.items() if v not in (None, {}, ()) and k != "preset"]
         if given:
             raise click.UsageError(
                 f"--resume uses the run's own config.json; drop --{given[0].replace('_', '-')}"
             )
-        _setup_logging(False)
-        run_dir = train_run(resume=resume)
+        _setup_logging(not main)
+        run_dirs = [train_run(resume=resume)]
     else:
         cfg = build_config(**options)
-        _setup_logging(cfg.quiet)
+        _setup_logging(cfg.quiet or not main)
         pipeline = _pipeline(cfg.model.method)
-        if pipeline is not None:
-            for run_dir in pipeline.run(cfg):
-                click.echo(f"record written to {run_dir}")
-            return
-        run_dir = train_run(cfg)
-    click.echo(f"record written to {run_dir}")
+        run_dirs = pipeline.run(cfg) if pipeline is not None else [train_run(cfg)]
+    if main:
+        for run_dir in run_dirs:
+            click.echo(f"record written to {run_dir}")
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vpr_bench import distributed
 from vpr_bench.checkpoints import load_weights
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets import DatasetOptions, Split, build_dataset
@@ -150,6 +151,10 @@ def train_run(
         if (run_dir / "metrics.json").exists():
             raise VPRBenchError(f"--resume {run_dir}: this run is finished (metrics.json exists)")
         state = ckpt.load_state(run_dir / ckpt.LAST)
+    distributed.init(cfg.eval.device)  # under torchrun: join the other ranks
+    main = distributed.is_main()
+    if not main:
+        cfg.quiet = True  # one set of progress bars and logs: rank 0's
     seed_everything(cfg.seed)
     device = resolve_device(cfg.eval.device)
     dataset_name, train = load_split(cfg, "train")
@@ -157,10 +162,12 @@ def train_run(
     _, test = load_split(cfg, cfg.eval.split)
     model = build_method(cfg.model)
     if resume is None:
-        run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
-        saved = {"argv": sys.argv, **cfg.to_dict(), **({"record_extra": extra} if extra else {})}
-        atomic_write_json(run_dir / "config.json", saved)
-    handler = attach_log(run_dir)
+        if main:
+            run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
+            saved = {"argv": sys.argv, **cfg.to_dict(), **({"record_extra": extra} if extra else {})}
+            atomic_write_json(run_dir / "config.json", saved)
+        run_dir = Path(distributed.broadcast(str(run_dir) if main else None))
+    handler = attach_log(run_dir) if main else logging.NullHandler()
     try:
         build_trainer = getattr(model, "build_trainer", None)
         if build_trainer is not None:
@@ -188,6 +195,8 @@ def train_run(
             )
         started = time.perf_counter()
         progress = trainer.fit()
+        if not main:  # rank 0 tests the best weights and writes the record
+            return run_dir
         ckpt.load_best(model, run_dir)
         if getattr(model, "pca_dim", None):  # whitening is fitted on the final (best) descriptors
             model.fit_whitening(train.database_paths, cfg, device)

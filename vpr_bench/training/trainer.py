@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from vpr_bench import distributed
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets.images import model_transform, unwrap_worker_error
 from vpr_bench.datasets.split import Split
@@ -101,6 +102,11 @@ class Trainer:
         self.progress = Progress()
         self.round_tuples: MinedTuples | None = None
         self._stop = False
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.forward = model  # DistributedDataParallel under torchrun: averages gradients over ranks
+        if self.world > 1:
+            ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+            self.forward = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     # ---- overridable pieces -------------------------------------------------------------------------
     def cache_descriptors(self, query_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,13 +118,25 @@ class Trainer:
             num_workers=self.cfg.eval.num_workers,
             quiet=self.cfg.quiet,
         )
-        db, _ = extract(self.model, self.train_split.database_paths, desc="cache: database", **common)
-        rows, _ = extract(
-            self.model, [self.train_split.query_paths[i] for i in query_rows], desc="cache: queries", **common
+        db = self.extract_sharded(self.train_split.database_paths, "cache: database", common)
+        rows = self.extract_sharded(
+            [self.train_split.query_paths[i] for i in query_rows], "cache: queries", common
         )
         queries = np.zeros((self.train_split.num_queries, db.shape[1]), dtype=np.float32)
         queries[query_rows] = rows
         return queries, db
+
+    def extract_sharded(self, paths, desc: str, common: dict, model: nn.Module | None = None) -> np.ndarray:
+        """Descriptors of ``paths``; under torchrun each rank extracts rows ``rank::world``."""
+        model = model or self.model
+        if self.world == 1:
+            return extract(model, paths, desc=desc, **common)[0]
+        mine = list(paths)[self.rank :: self.world]
+        shard = extract(model, mine, desc=desc, **common)[0] if mine else None
+        if shard is None:
+            dim = getattr(model, "descriptor_dim", 0)
+            shard = np.zeros((0, dim), dtype=np.float32)
+        return distributed.gather_shards(np.asarray(shard), len(paths))
 
     def compute_loss(
         self, embeddings: torch.Tensor, triplets: tuple, images: torch.Tensor, tuple_ids: torch.Tensor
@@ -174,7 +192,8 @@ class Trainer:
         ckpt.set_rng_state(state["rng"])
 
     def save(self) -> None:
-        ckpt.save_state(self.run_dir / ckpt.LAST, self.state_dict())
+        if distributed.is_main():  # checkpoints are written once
+            ckpt.save_state(self.run_dir / ckpt.LAST, self.state_dict())
 
     # ---- loop ---------------------------------------------------------------------------------------
     def rounds(self, epoch: int) -> list[np.ndarray]:
@@ -208,7 +227,8 @@ class Trainer:
                 self.model.eval()
                 queries, db = self.cache_descriptors(rounds[p.round])
                 rng = np.random.default_rng([self.cfg.seed, p.epoch, p.round, 1])
-                self.round_tuples = self.miner.mine(queries, db, rng, rounds[p.round])
+                mined = self.miner.mine(queries, db, rng, rounds[p.round]) if distributed.is_main() else None
+                self.round_tuples = distributed.broadcast(mined)  # rank 0 mines for everyone
                 p.position = 0
                 p.epoch_tuples += len(self.round_tuples.queries)
                 p.epoch_skipped += self.round_tuples.skipped
@@ -221,7 +241,8 @@ class Trainer:
         improved = recall > p.best_recall
         if improved:
             p.best_recall, p.best_epoch, p.bad_epochs = recall, p.epoch + 1, 0
-            ckpt.save_weights(self.run_dir / ckpt.BEST, self.model)
+            if distributed.is_main():
+                ckpt.save_weights(self.run_dir / ckpt.BEST, self.model)
         else:
             p.bad_epochs += 1
         loss = p.epoch_loss / max(p.epoch_batches, 1)
@@ -262,9 +283,18 @@ class Trainer:
         dataset = TupleImages(
             tuples, self.train_split.query_paths, self.train_split.database_paths, self.transform
         )
+        # Under torchrun each rank takes tuples rank::world of every batch; its mean loss is weighted by
+        # its share of the batch's triplets so that DDP's gradient average is the whole batch's mean.
+        triplets_per_tuple = (tuples.negatives >= 0).sum(axis=1)
+        shards, weights = [], []
+        for batch in batches[p.position :]:
+            mine = batch[self.rank :: self.world]
+            share = triplets_per_tuple[mine].sum() / max(triplets_per_tuple[batch].sum(), 1) if mine else 0.0
+            shards.append(mine or batch[:1])  # a rank with no tuple still takes part (weight 0)
+            weights.append(float(share))
         loader = DataLoader(
             dataset,
-            batch_sampler=batches[p.position :],
+            batch_sampler=shards,
             collate_fn=collate,
             num_workers=self.cfg.eval.num_workers,
         )
@@ -278,14 +308,19 @@ class Trainer:
             leave=False,
         )
         try:
-            for images, triplets, tuple_ids in loader:
+            for (images, triplets, tuple_ids), share in zip(loader, weights, strict=True):
                 images = images.to(self.device)
-                embeddings = self.model(images)
+                embeddings = self.forward(images)
                 triplets = tuple(t.to(self.device) for t in triplets)
                 loss = self.compute_loss(embeddings, triplets, images, tuple_ids)
-                if not torch.isfinite(loss):
+                if self.world > 1:  # every rank sees the batch's loss, so all stop together on NaN
+                    batch_loss = distributed.all_sum(loss.item() * share)
+                    loss = loss * (share * self.world)
+                else:
+                    batch_loss = loss.item()
+                if not math.isfinite(batch_loss):
                     raise TrainingError(
-                        f"non-finite loss ({loss.item()}) at epoch {p.epoch + 1}, batch {p.position + 1} "
+                        f"non-finite loss ({batch_loss}) at epoch {p.epoch + 1}, batch {p.position + 1} "
                         f"(step {p.global_step + 1}); the last good checkpoint {self.run_dir / ckpt.LAST} "
                         "is kept; try a lower --lr"
                     )
@@ -293,9 +328,9 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 p.position, p.global_step = p.position + 1, p.global_step + 1
-                p.epoch_loss, p.epoch_batches = p.epoch_loss + loss.item(), p.epoch_batches + 1
+                p.epoch_loss, p.epoch_batches = p.epoch_loss + batch_loss, p.epoch_batches + 1
                 bar.update()
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.set_postfix(loss=f"{batch_loss:.4f}")
                 if self._stop:
                     self.save()
                     raise TrainingInterrupted(
