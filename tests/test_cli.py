@@ -192,3 +192,15 @@ def test_ivfpq_on_a_too_small_database_fails_in_one_line(synthetic_root, tmp_pat
     code, _, err = call([*args, *TINY, "--index", "ivfpq", "--nlist", "4", "--m", "8"], capsys)
     assert code == 2 and "--index ivfpq with --nlist 4 needs ≥ 256 database images" in err
     assert "Traceback" not in err
+
+
+def test_float16_descriptors_give_the_same_recall(synthetic_root, tmp_path, capsys):
+    args = ["eval", "--method", "gem", "--dataset", f"folder:{synthetic_root}", *TINY]
+    records = []
+    for dtype in ("float32", "float16"):
+        code, _, err = call([*args, "--descriptor-dtype", dtype, "--out", str(tmp_path / dtype)], capsys)
+        assert code == 0, err
+        (path,) = (tmp_path / dtype).glob("*/gem/*/metrics.json")
+        records.append(json.loads(path.read_text()))
+    assert records[1]["protocol"]["index"] == "flat-fp16"
+    assert records[1]["metrics"] == pytest.approx(records[0]["metrics"], abs=1e-9)

@@ -47,6 +47,7 @@ class EvalConfig:
     nlist: int = 1024
     m: int = 64
     nprobe: int = 16
+    descriptor_dtype: str = "float32"  # float16: half the memory for database descriptors and index
 
 
 @dataclass
@@ -147,6 +148,10 @@ class RunConfig:
                 "--device must be auto, cpu, cuda or cuda:N",
             ),
             (self.eval.index in ("flat", "ivfpq"), "--index must be flat or ivfpq"),
+            (
+                self.eval.descriptor_dtype in ("float32", "float16"),
+                "--descriptor-dtype must be float32 or float16",
+            ),
             (min(self.eval.nlist, self.eval.m, self.eval.nprobe) >= 1, "--nlist, --m, --nprobe must be ≥ 1"),
             (self.distill.kd_weight >= 0, "--kd-weight must be ≥ 0"),
             (

@@ -29,3 +29,11 @@ def test_ivfpq_bad_settings_fail_clearly():
         search(database, database[:5], 5, IndexSpec("ivfpq", nlist=4, m=7))
     with pytest.raises(ConfigError, match="--nlist 1024 needs ≥ 39936 database images"):
         search(database, database[:5], 5, IndexSpec("ivfpq", nlist=1024, m=8))
+
+
+def test_float16_flat_index_keeps_the_exact_neighbours():
+    database, queries = clustered(3000), clustered(100, seed=2)
+    _, exact, _ = search(database, queries, 5)
+    _, half, _ = search(database.astype(np.float16), queries, 5, IndexSpec("flat", fp16=True))
+    assert np.mean(half[:, 0] == exact[:, 0]) > 0.97
+    assert IndexSpec("flat", fp16=True).describe() == "flat-fp16"

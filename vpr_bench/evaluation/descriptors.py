@@ -25,10 +25,12 @@ def extract(
     out_file: str | Path | None = None,
     desc: str = "descriptors",
     quiet: bool = False,
+    dtype=np.float32,
 ) -> tuple[np.ndarray, list[float]]:
     """L2-normalised descriptors (N, D) and the model's ms/image of each batch.
 
-    With ``out_file`` the array is a ``np.memmap`` on disk, so a large database is never held twice.
+    With ``out_file`` the array is a ``np.memmap`` on disk, so a large database is never held twice;
+    ``dtype`` float16 halves it (the search index then stores float16 too).
     """
     loader = DataLoader(
         ImageList(paths, transform),
@@ -52,9 +54,9 @@ def extract(
                 if descriptors is None:
                     shape = (len(paths), output.shape[1])
                     descriptors = (
-                        np.lib.format.open_memmap(out_file, mode="w+", dtype=np.float32, shape=shape)
+                        np.lib.format.open_memmap(out_file, mode="w+", dtype=dtype, shape=shape)
                         if out_file
-                        else np.empty(shape, dtype=np.float32)
+                        else np.empty(shape, dtype=dtype)
                     )
                 descriptors[index.numpy()] = output.cpu().numpy()
         except Exception as exc:

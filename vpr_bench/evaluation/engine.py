@@ -106,6 +106,7 @@ def evaluate(
             split.database_paths,
             out_file=Path(tmp) / "database.npy",
             desc=f"{split.name} database",
+            dtype=np.dtype(cfg.eval.descriptor_dtype),
             **{**common, "transform": db_transform},
         )
         if database_model is not None:
@@ -123,7 +124,13 @@ def evaluate(
         else:
             kept = np.arange(len(queries))
         k = max(cfg.eval.recall_at)
-        spec = IndexSpec(cfg.eval.index, cfg.eval.nlist, cfg.eval.m, cfg.eval.nprobe)
+        spec = IndexSpec(
+            cfg.eval.index,
+            cfg.eval.nlist,
+            cfg.eval.m,
+            cfg.eval.nprobe,
+            fp16=cfg.eval.descriptor_dtype == "float16",
+        )
         groups = split.database_groups
         if groups is None:
             distances, predictions, ms_per_query = search(database, queries, k, spec)
