@@ -2,7 +2,8 @@
 
 Makes (once) a synthetic test split of that size (`vpr-bench datasets synth --splits test`, small
 images), then runs `vpr-bench eval` in a child process with a small model projected to 2048-d — the point
-is the pipeline's memory and time, not the model — once with the exact flat index and once with IVF-PQ.
+is the pipeline's memory and time, not the model — with the exact flat index (float32, then float16
+descriptors) and with IVF-PQ.
 Prints wall time, the record's peak RSS of the main process, and the peak RSS of any process of the run
 (DataLoader workers included, from ``getrusage(RUSAGE_CHILDREN)``). Target (issue [5/5]): < 4 GiB.
 
@@ -45,7 +46,12 @@ def main() -> None:
         "--backbone-stage", "3", "--descriptor-dim", "2048", "--no-pretrained", "--image-size", "48x64",
         "--eval-batch-size", "128", "--num-workers", str(args.workers), "--quiet",
     ]  # fmt: skip
-    for index in (["--index", "flat"], ["--index", "ivfpq", "--nlist", "1024", "--m", "64"]):
+    variants = (
+        ["--index", "flat"],
+        ["--index", "flat", "--descriptor-dtype", "float16"],
+        ["--index", "ivfpq", "--nlist", "1024", "--m", "64"],
+    )
+    for index in variants:
         with tempfile.TemporaryDirectory() as out:
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             started = time.perf_counter()
