@@ -5,7 +5,8 @@ images), then runs `vpr-bench eval` in a child process with a small model projec
 is the pipeline's memory and time, not the model — with the exact flat index (float32, then float16
 descriptors) and with IVF-PQ.
 Prints wall time, the record's peak RSS of the main process, and the peak RSS of any process of the run
-(DataLoader workers included, from ``getrusage(RUSAGE_CHILDREN)``: a running maximum over the variants). Target (issue [5/5]): < 4 GiB.
+(DataLoader workers included, from ``getrusage(RUSAGE_CHILDREN)``: a running maximum over the
+variants). Target (issue [5/5]): < 4 GiB.
 
     python benchmarks/memory.py [--data datasets/synthetic-250k] [--places 84000] [--queries 8000]
 """
