@@ -324,6 +324,11 @@ def evaluate(checkpoint, untrained, query_model, database_model, **options) -> N
     """Evaluate a method (untrained or from a checkpoint) on one split and write a result record."""
     if checkpoint and untrained:
         raise click.UsageError("--checkpoint and --untrained exclude each other")
+    from vpr_bench import distributed
+
+    distributed.init(options.get("device") or "auto")
+    if not distributed.is_main():  # under torchrun, one evaluation and one record: rank 0's
+        return
     cfg = build_config(**options)
     _setup_logging(cfg.quiet)
     from vpr_bench.runner import evaluate_run
