@@ -449,6 +449,12 @@ PLOT_OPTIONS = [
 ]
 
 
+def _plot_runs(draw, datasets_, results_dir, output, size, runs) -> None:
+    _setup_logging(False)
+    path = draw(_select_runs(results_dir, datasets_, runs), output, size or (800, 600))
+    click.echo(f"written {path}")
+
+
 def plot_options(func):
     for option in reversed(PLOT_OPTIONS):
         func = option(func)
@@ -462,9 +468,7 @@ def plot_recall(datasets_, results_dir, output, size, runs) -> None:
     """Recall@N curves of RUNS (ids or folders), or of the best run per method."""
     from vpr_bench.results.plots import recall_curves
 
-    _setup_logging(False)
-    path = recall_curves(_select_runs(results_dir, datasets_, runs), output, size or (800, 600))
-    click.echo(f"written {path}")
+    _plot_runs(recall_curves, datasets_, results_dir, output, size, runs)
 
 
 @plot.command("cost")
@@ -474,9 +478,7 @@ def plot_cost(datasets_, results_dir, output, size, runs) -> None:
     """R@1 against ms/image, bubble size = parameters: RUNS, or the best run per method."""
     from vpr_bench.results.plots import cost_accuracy
 
-    _setup_logging(False)
-    path = cost_accuracy(_select_runs(results_dir, datasets_, runs), output, size or (800, 600))
-    click.echo(f"written {path}")
+    _plot_runs(cost_accuracy, datasets_, results_dir, output, size, runs)
 
 
 @plot.command("retrievals")
