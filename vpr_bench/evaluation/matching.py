@@ -23,7 +23,7 @@ class IndexSpec:
     nlist: int = 1024
     m: int = 64
     nprobe: int = 16
-    train_size: int = 100_000  # database vectors sampled to train the coarse quantiser and the PQ
+    train_size: int | None = None  # sample to train the quantisers; None → 40 per cell (≥ 10k)
     fp16: bool = False  # flat: store the database as float16 (faiss scalar quantiser), half the memory
 
     def describe(self) -> str:
@@ -51,7 +51,8 @@ def build_index(database: np.ndarray, spec: IndexSpec = IndexSpec(), seed: int =
         index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, spec.nlist, spec.m, 8)
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
-        picks = np.sort(rng.choice(len(database), size=min(spec.train_size, len(database)), replace=False))
+        size = min(len(database), spec.train_size or max(40 * spec.nlist, 10_000))
+        picks = np.sort(rng.choice(len(database), size=size, replace=False))
         index.train(np.ascontiguousarray(database[picks], dtype=np.float32))
         index.nprobe = spec.nprobe
     else:
