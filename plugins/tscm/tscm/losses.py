@@ -74,18 +74,21 @@ class CrossMetricLoss(BaseMetricLossFunction):
         if len(anchors) == 0:
             return self.zero_losses()
 
-        # each (anchor, positive) pair and each negative appears in many triplets: measure it once, and
-        # every needed (student row, teacher row) distance in one gather (few ops: this is a hot path)
+        # each (anchor, positive) pair and each negative appears in many triplets: measure it once. The
+        # same-image distances d(S(x), T(x)) come from one row-aligned pass (no gather); only the
+        # cross pairs are gathered (few ops on few rows: this is a hot path)
         n = len(embeddings)
         pair_keys, pair_of = torch.unique(anchors * n + positives, return_inverse=True)
         negative_rows, negative_of = torch.unique(negatives, return_inverse=True)
         a, p = pair_keys // n, pair_keys % n
-        student_rows = torch.cat([a, p, a, p, negative_rows])
-        teacher_rows = torch.cat([p, a, a, p, negative_rows])
-        d = paired_distance(
-            self.distance, embeddings.index_select(0, student_rows), ref_emb.index_select(0, teacher_rows)
+        same = paired_distance(self.distance, embeddings, ref_emb)  # (N,): d(S(x_i), T(x_i))
+        crossed = paired_distance(
+            self.distance,
+            embeddings.index_select(0, torch.cat([a, p])),
+            ref_emb.index_select(0, torch.cat([p, a])),
         )
-        sa_tp, sp_ta, sa_ta, sp_tp, sn_tn = d.split([len(a)] * 4 + [len(negative_rows)])
+        sa_tp, sp_ta = crossed.split([len(a), len(a)])
+        sa_ta, sp_tp, sn_tn = same[a], same[p], same[negative_rows]
         cross = (sa_tp + sp_ta)[pair_of]
         soft = (sa_ta + sp_tp)[pair_of] + sn_tn[negative_of]
         total = {"both": cross + soft, "cross": cross, "soft": soft}[self.terms]
