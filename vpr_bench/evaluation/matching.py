@@ -10,7 +10,7 @@ import numpy as np
 
 from vpr_bench.errors import ConfigError
 
-DB_BLOCK = 65536
+DB_BLOCK = 8192  # rows added to the index at a time (IVF-PQ encodes a block in one go)
 QUERY_BLOCK = 4096
 
 
