@@ -111,31 +111,35 @@ class Trainer:
     # ---- overridable pieces -------------------------------------------------------------------------
     def cache_descriptors(self, query_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors the miner works in: (all training queries, indexed by query; database)."""
+        return self.describe(self.model, query_rows, "cache")
+
+    def describe(self, model: nn.Module, query_rows: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
+        """``model``'s descriptors of the training database and of the training queries ``query_rows``
+        (the other query rows stay zero), sharded over ranks under torchrun."""
+        db = self.extract_sharded(model, self.train_split.database_paths, f"{label}: database")
+        rows = self.extract_sharded(
+            model, [self.train_split.query_paths[i] for i in query_rows], f"{label}: queries"
+        )
+        queries = np.zeros((self.train_split.num_queries, db.shape[1]), dtype=np.float32)
+        queries[query_rows] = rows
+        return queries, db
+
+    def extract_sharded(self, model: nn.Module, paths, desc: str) -> np.ndarray:
+        """Descriptors of ``paths``; under torchrun each rank extracts rows ``rank::world``."""
         common = dict(
             transform=self.transform,
             device=self.device,
             batch_size=self.cfg.eval.batch_size,
             num_workers=self.cfg.eval.num_workers,
             quiet=self.cfg.quiet,
+            desc=desc,
         )
-        db = self.extract_sharded(self.train_split.database_paths, "cache: database", common)
-        rows = self.extract_sharded(
-            [self.train_split.query_paths[i] for i in query_rows], "cache: queries", common
-        )
-        queries = np.zeros((self.train_split.num_queries, db.shape[1]), dtype=np.float32)
-        queries[query_rows] = rows
-        return queries, db
-
-    def extract_sharded(self, paths, desc: str, common: dict, model: nn.Module | None = None) -> np.ndarray:
-        """Descriptors of ``paths``; under torchrun each rank extracts rows ``rank::world``."""
-        model = model or self.model
         if self.world == 1:
-            return extract(model, paths, desc=desc, **common)[0]
+            return extract(model, paths, **common)[0]
         mine = list(paths)[self.rank :: self.world]
-        shard = extract(model, mine, desc=desc, **common)[0] if mine else None
+        shard = extract(model, mine, **common)[0] if mine else None
         if shard is None:
-            dim = getattr(model, "descriptor_dim", 0)
-            shard = np.zeros((0, dim), dtype=np.float32)
+            shard = np.zeros((0, getattr(model, "descriptor_dim", 0)), dtype=np.float32)
         return distributed.gather_shards(np.asarray(shard), len(paths))
 
     def compute_loss(

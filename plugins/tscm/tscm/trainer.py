@@ -21,7 +21,6 @@ from torch import nn
 from tscm.losses import build_kd_loss
 from vpr_bench.config import RunConfig
 from vpr_bench.errors import CheckpointError, ConfigError
-from vpr_bench.evaluation.descriptors import extract
 from vpr_bench.evaluation.engine import evaluate
 from vpr_bench.methods import build_method
 from vpr_bench.training import checkpoint as ckpt
@@ -93,24 +92,11 @@ class DistillationTrainer(Trainer):
         self.cache_teacher = cache_bytes <= TEACHER_CACHE_BYTES
 
     # ---- teacher descriptors ------------------------------------------------------------------------
-    def _extract(self, model: nn.Module, paths, desc: str) -> np.ndarray:
-        return extract(
-            model,
-            paths,
-            transform=self.transform,
-            device=self.device,
-            batch_size=self.cfg.eval.batch_size,
-            num_workers=self.cfg.eval.num_workers,
-            quiet=self.cfg.quiet,
-            desc=desc,
-        )[0]
-
     def teacher_cache(self) -> tuple[np.ndarray, np.ndarray]:
         """Teacher descriptors of every training query and database image, computed once."""
         if self._teacher_cache is None:
-            db = self._extract(self.teacher, self.train_split.database_paths, "teacher: database")
-            queries = self._extract(self.teacher, self.train_split.query_paths, "teacher: queries")
-            self._teacher_cache = queries, db
+            every_query = np.arange(self.train_split.num_queries)
+            self._teacher_cache = self.describe(self.teacher, every_query, "teacher")
         return self._teacher_cache
 
     def cache_descriptors(self, query_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,11 +104,7 @@ class DistillationTrainer(Trainer):
             return super().cache_descriptors(query_rows)
         if self.cache_teacher:
             return self.teacher_cache()
-        db = self._extract(self.teacher, self.train_split.database_paths, "teacher: database")
-        rows = self._extract(self.teacher, [self.train_split.query_paths[i] for i in query_rows], "teacher")
-        queries = np.zeros((self.train_split.num_queries, db.shape[1]), dtype=np.float32)
-        queries[query_rows] = rows
-        return queries, db
+        return self.describe(self.teacher, query_rows, "teacher")
 
     def teacher_embeddings(self, images: torch.Tensor, tuple_ids: torch.Tensor) -> torch.Tensor:
         if not self.cache_teacher:
