@@ -81,12 +81,14 @@ def evaluate(
     device: torch.device,
     run_dir: Path | None = None,
     database_model: nn.Module | None = None,
+    count_flops: bool = True,
 ) -> dict:
     """Metrics and cost figures of ``model`` on ``split``; top-k predictions saved in ``run_dir``.
 
     ``database_model``: asymmetric retrieval — the database described by this model (e.g. a teacher on
     a server), the queries by ``model`` (e.g. a student on the robot); both must share one metric space.
-    Cost figures are the query model's.
+    Cost figures are the query model's. ``count_flops`` False skips the FLOP count (an extra traced
+    forward pass) where only the metrics are wanted, e.g. each epoch's validation.
     """
     gt = split.ground_truth(cfg.data.pos_radius)
     transform = model_transform(model, cfg.data.image_size)
@@ -163,7 +165,7 @@ def evaluate(
         "cost": {
             "descriptor_dim": int(database.shape[1]),
             "params": count_parameters(model),
-            "gflops_per_image": gflops_per_image(model, cfg.data.image_size, device),
+            "gflops_per_image": gflops_per_image(model, cfg.data.image_size, device) if count_flops else None,
             "ms_per_image": median_ms_per_image(db_ms + q_ms),
             "ms_per_query": ms_per_query,
             "device": str(device),

@@ -133,7 +133,9 @@ class DistillationTrainer(Trainer):
 
     def report(self, test_split) -> dict:
         """Distillation facts and the asymmetric retrieval (queries: student, database: teacher)."""
-        asymmetric = evaluate(self.model, test_split, self.cfg, self.device, database_model=self.teacher)
+        asymmetric = evaluate(
+            self.model, test_split, self.cfg, self.device, database_model=self.teacher, count_flops=False
+        )
         return {
             "distillation": {
                 "kd_loss": self.kd_name,
