@@ -100,5 +100,9 @@ def test_list_shows_tscm_entries_as_coming_from_the_plugin(capsys):
 def test_bad_teacher_and_unknown_kd_loss_fail_in_one_line(synthetic_root, capsys):
     code, _, err = call(["run", "--method", "tscm", "--dataset", "synthetic", "--teacher", "nowhere"], capsys)
     assert code == 2 and "--teacher nowhere does not exist" in err
+    code, _, err = call(
+        ["eval", "--method", "tscm", "--dataset", "synthetic", "--checkpoint", "gone"], capsys
+    )
+    assert code == 2 and "--checkpoint gone does not exist" in err
     code, _, err = call(["run", "--method", "tscm", "--dataset", "synthetic", "--kd-loss", "kl"], capsys)
     assert code == 2 and "unknown kd-loss 'kl'" in err and "cross-metric" in err

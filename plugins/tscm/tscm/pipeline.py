@@ -11,7 +11,7 @@ import logging
 import uuid
 from pathlib import Path
 
-from tscm.trainer import DEFAULT_KD_LOSS, teacher_weights
+from tscm.trainer import DEFAULT_KD_LOSS, run_weights
 from vpr_bench._io import atomic_write_text
 from vpr_bench.config import RunConfig
 from vpr_bench.errors import ConfigError
@@ -33,7 +33,7 @@ def _role(cfg: RunConfig, method: str) -> RunConfig:
 def _teacher(cfg: RunConfig, pipeline: dict) -> str:
     """The teacher run folder or weights file: ``--teacher`` if given, else one trained now."""
     if cfg.distill.teacher:
-        teacher_weights(cfg.distill.teacher)  # fails early, naming the option, if it is not usable
+        run_weights(cfg.distill.teacher)  # fails early, naming the option, if it is not usable
         log.info("tscm: reusing teacher %s", cfg.distill.teacher)
         return cfg.distill.teacher
     log.info("tscm: training the teacher")
@@ -103,12 +103,11 @@ def evaluate(
         raise ConfigError("tscm eval needs --checkpoint STUDENT_RUN_DIR (or --untrained)")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.eval.device)
-    dataset_name, split = load_split(cfg, cfg.eval.split)
-    models = {}
+    models = {}  # weights first: a wrong path fails before the dataset is read
     if untrained:
         models = {role: build_method(_role(cfg, f"tscm-{role}").model) for role in roles}
     else:
-        student_weights, student_dir = teacher_weights(checkpoint)  # same rules: run folder or file
+        student_weights, student_dir = run_weights(checkpoint, "--checkpoint")
         if not cfg.distill.teacher and student_dir is not None:
             saved = json.loads((student_dir / "config.json").read_text())
             cfg.distill.teacher = saved.get("distill", {}).get("teacher")
@@ -119,6 +118,7 @@ def evaluate(
             student_cfg.model.pretrained = False
             models["student"] = build_method(student_cfg.model)
             load_weights(models["student"], str(student_weights))
+    dataset_name, split = load_split(cfg, cfg.eval.split)
     run_dir = new_run_dir(cfg.out, dataset_name, "tscm")
     query, database = models[query_model], models[database_model]
     result = evaluate_split(

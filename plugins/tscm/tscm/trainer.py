@@ -32,17 +32,18 @@ TEACHER_CACHE_BYTES = 4 << 30
 DEFAULT_KD_LOSS = "cross-metric"
 
 
-def teacher_weights(spec: str | Path) -> tuple[Path, Path | None]:
-    """``--teacher``: a run folder (its best weights and config) or a weights file; (weights, run dir)."""
+def run_weights(spec: str | Path, option: str = "--teacher") -> tuple[Path, Path | None]:
+    """A run folder (its best weights and config) or a weights file given as ``option``;
+    (weights, run dir or None). Errors name the option."""
     path = Path(spec)
     if path.is_dir():
         weights = path / ckpt.BEST
         if not weights.is_file():
-            raise CheckpointError(f"--teacher {path}: no {ckpt.BEST} in this run folder (is it finished?)")
+            raise CheckpointError(f"{option} {path}: no {ckpt.BEST} in this run folder (is it finished?)")
         return weights, path
     if path.is_file():
         return path, None
-    raise ConfigError(f"--teacher {path} does not exist (give a teacher run folder or a weights file)")
+    raise ConfigError(f"{option} {path} does not exist (give a run folder or a weights file)")
 
 
 def load_teacher(cfg: RunConfig) -> nn.Module:
@@ -51,7 +52,7 @@ def load_teacher(cfg: RunConfig) -> nn.Module:
 
     if not cfg.distill.teacher:
         raise ConfigError("the tscm student needs a teacher: --teacher RUN_DIR (or run --method tscm)")
-    weights, run_dir = teacher_weights(cfg.distill.teacher)
+    weights, run_dir = run_weights(cfg.distill.teacher)
     teacher_cfg = RunConfig.from_dict(cfg.to_dict())
     if run_dir is not None and (run_dir / "config.json").is_file():
         teacher_cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
