@@ -4,20 +4,9 @@ import json
 
 import pytest
 
-from vpr_bench.testing import run_cli
+from vpr_bench.testing import TINY_CLI, run_cli
 
-TINY = [
-    "--backbone",
-    "test_resnet",
-    "--no-pretrained",
-    "--image-size",
-    "32x32",
-    "--num-workers",
-    "0",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+TINY = TINY_CLI
 
 
 call = run_cli

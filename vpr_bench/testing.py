@@ -44,6 +44,13 @@ TINY_TRAINING = {
 }
 
 
+# The same tiny set-up as CLI options: timm's test_resnet, 32×32 images, no workers, CPU, no bars.
+TINY_CLI = [
+    *("--backbone", "test_resnet", "--no-pretrained", "--image-size", "32x32"),
+    *("--num-workers", "0", "--device", "cpu", "--quiet"),
+]
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """``vpr-bench ARGS`` in-process: (exit code, stdout, stderr)."""
     from vpr_bench.cli import main

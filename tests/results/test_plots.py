@@ -6,9 +6,7 @@ from PIL import Image
 from tests.results.test_table import A, C, D
 from vpr_bench.results import Record
 from vpr_bench.results.plots import choose_queries, cost_accuracy, recall_curves
-from vpr_bench.testing import run_cli
-
-TINY = "--backbone test_resnet --no-pretrained --image-size 32x32 --num-workers 0 --device cpu --quiet"
+from vpr_bench.testing import TINY_CLI, run_cli
 
 
 def png_size(path):
@@ -33,7 +31,7 @@ def test_failures_come_first_when_asked():
 def test_plot_commands_end_to_end(synthetic_root, tmp_path, capsys):
     out = tmp_path / "results"
     dataset = ["--dataset", f"folder:{synthetic_root}", "--out", str(out)]
-    code, _, err = run_cli(["eval", "--method", "gem", *dataset, *TINY.split()], capsys)
+    code, _, err = run_cli(["eval", "--method", "gem", *dataset, *TINY_CLI], capsys)
     assert code == 0, err
     (run_dir,) = out.glob("*/gem/*")
     grid = tmp_path / "g.png"

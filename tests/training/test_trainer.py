@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import tiny_config
 from vpr_bench.runner import train_run
-from vpr_bench.testing import TINY_TRAINING
+from vpr_bench.testing import TINY_CLI, TINY_TRAINING
 from vpr_bench.training import checkpoint as ckpt
 from vpr_bench.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
@@ -125,16 +125,7 @@ def test_sigkill_mid_epoch_then_resume_from_the_cli(synthetic_root, tmp_path):
         "gem",
         "--dataset",
         f"folder:{synthetic_root}",
-        "--backbone",
-        "test_resnet",
-        "--no-pretrained",
-        "--image-size",
-        "32x32",
-        "--num-workers",
-        "0",
-        "--device",
-        "cpu",
-        "--quiet",
+        *TINY_CLI,
         "--out",
         str(tmp_path),
         "--epochs",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vpr_bench.testing import isolated_cwd, synthetic_root  # noqa: F401
+from vpr_bench.testing import TINY_CLI, isolated_cwd, synthetic_root  # noqa: F401
 
 # Tiny teacher/student: timm's test_resnet (cut after stage 3, 192 channels) and test_vit (64-d tokens).
 TINY = {
@@ -23,8 +23,4 @@ def tiny_tscm() -> dict:
 def tiny_cli() -> list[str]:
     """The same, as CLI options, with 32×32 images, no workers, CPU, quiet."""
     options = [f"--model-option={k}={v}" for k, v in TINY["model.options"].items()]
-    return [
-        *("--backbone test_resnet --backbone-stage 3 --descriptor-dim 256 --no-pretrained".split()),
-        *("--image-size 32x32 --num-workers 0 --device cpu --quiet".split()),
-        *options,
-    ]
+    return [*TINY_CLI, "--backbone-stage", "3", "--descriptor-dim", "256", *options]
