@@ -15,14 +15,15 @@ from vpr_bench.errors import VPRBenchError
 log = logging.getLogger("vpr_bench")
 
 
-def _size(value: str | None) -> tuple[int, int] | None:
+def _size(value: str | None, form: str = "HxW", example: str = "224x224") -> tuple[int, int] | None:
+    """Two integers written ``AxB``, in the order given (``form`` names them for the error)."""
     if value is None:
         return None
     try:
-        h, w = (int(v) for v in value.lower().split("x"))
-        return h, w
+        first, second = (int(v) for v in value.lower().split("x"))
+        return first, second
     except ValueError:
-        raise click.BadParameter(f"{value!r}: expected HxW, e.g. 224x224") from None
+        raise click.BadParameter(f"{value!r}: expected {form}, e.g. {example}") from None
 
 
 def _ints(value: str | None) -> tuple[int, ...] | None:
@@ -410,11 +411,6 @@ def compare(datasets_, methods, all_runs, best, sort, fmt, output, results_dir) 
         click.echo(text, nl=False)
 
 
-def _size_px(value: str | None) -> tuple[int, int] | None:
-    size = _size(value)  # "WxH" read as two integers
-    return None if size is None else (size[0], size[1])
-
-
 def _select_runs(results_dir: str, datasets_: tuple, runs: tuple) -> list:
     """Runs named by id or folder, else the best run per method on the given datasets."""
     from vpr_bench.results import load_records
@@ -445,7 +441,11 @@ PLOT_OPTIONS = [
     click.option("--dataset", "datasets_", multiple=True, help="Only runs on this dataset (repeatable)."),
     click.option("--results", "results_dir", default="results", show_default=True, type=click.Path()),
     click.option("--output", required=True, type=click.Path(), help="PNG file to write."),
-    click.option("--size", callback=lambda c, p, v: _size_px(v), help="WxH in pixels [default: 800x600]."),
+    click.option(
+        "--size",
+        callback=lambda c, p, v: _size(v, "WxH", "800x600"),
+        help="WxH in pixels [default: 800x600].",
+    ),
 ]
 
 
@@ -489,7 +489,11 @@ def plot_cost(datasets_, results_dir, output, size, runs) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Which queries are drawn.")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
 @click.option("--output", required=True, type=click.Path(), help="PNG file to write.")
-@click.option("--size", callback=lambda c, p, v: _size_px(v), help="WxH in pixels [default: from the grid].")
+@click.option(
+    "--size",
+    callback=lambda c, p, v: _size(v, "WxH", "800x600"),
+    help="WxH in pixels [default: from the grid].",
+)
 def plot_retrievals(run, queries, top, failures, seed, results_dir, output, size) -> None:
     """RUN's queries and their top matches (green = correct, red = wrong) with distances."""
     from vpr_bench.results.plots import retrieval_grid
