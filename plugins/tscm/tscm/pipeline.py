@@ -6,6 +6,7 @@ the asymmetric recall (queries: student, database: teacher) beside its own.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import uuid
@@ -25,7 +26,7 @@ TEACHER, STUDENT = "tscm-teacher", "tscm-student"
 
 
 def _role(cfg: RunConfig, method: str) -> RunConfig:
-    role = RunConfig.from_dict(cfg.to_dict())
+    role = copy.deepcopy(cfg)
     role.model.method = method
     return role
 

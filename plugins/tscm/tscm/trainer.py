@@ -10,6 +10,7 @@ descriptor space by default, as the release does (``--mining-space student`` for
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -53,13 +54,11 @@ def load_teacher(cfg: RunConfig) -> nn.Module:
     if not cfg.distill.teacher:
         raise ConfigError("the tscm student needs a teacher: --teacher RUN_DIR (or run --method tscm)")
     weights, run_dir = run_weights(cfg.distill.teacher)
-    teacher_cfg = RunConfig.from_dict(cfg.to_dict())
     if run_dir is not None and (run_dir / "config.json").is_file():
-        teacher_cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        model_cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())).model
     else:
-        teacher_cfg.model.method = "tscm-teacher"
-    teacher_cfg.model.pretrained = False  # the weights come from the file
-    teacher = build_method(teacher_cfg.model)
+        model_cfg = dataclasses.replace(cfg.model, method="tscm-teacher")
+    teacher = build_method(dataclasses.replace(model_cfg, pretrained=False))  # weights: from the file
     load_weights(teacher, str(weights))
     return freeze(teacher)
 
