@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tscm.losses import build_kd_loss
+from pytorch_metric_learning import distances
+from tscm.losses import _SquaredL2CrossMetric, build_kd_loss
+from tscm.reference import release_ckd_loop
 
 from vpr_bench.registry import KD_LOSSES
 
@@ -22,30 +24,27 @@ def batch(queries=8, negatives=10, dim=2048, seed=0):
     return student, teacher, triplets
 
 
-def release_ckd_loop(student, teacher, queries, negatives, margin=0.1):
-    """The TSCM release's CKD_loss, transcribed literally: one (anchor, negative) triplet at a time,
-    summed and divided by the number of negatives in the batch."""
-    total, count = 0.0, 0
-    for i in range(queries):
-        sa, sp, ta, tp = student[i], student[queries + i], teacher[i], teacher[queries + i]
-        for j in range(negatives):
-            sn, tn = student[2 * queries + i * negatives + j], teacher[2 * queries + i * negatives + j]
-            sa_tp = torch.sum((sa - tp) ** 2)
-            sp_ta = torch.sum((sp - ta) ** 2)
-            sa_ta = torch.sum((sa - ta) ** 2)
-            sp_tp = torch.sum((sp - tp) ** 2)
-            sn_tn = torch.sum((sn - tn) ** 2)
-            d = sa_tp + sp_ta + sa_ta + sp_tp + sn_tn
-            total += 0.5 * torch.clamp(margin + d, min=0) ** 2
-            count += 1
-    return total / count
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_release_cross_metric_equals_the_per_triplet_loop(seed):
+def test_release_cross_metric_equals_the_release_loop_in_value_and_gradient(seed):
     student, teacher, triplets = batch(seed=seed)
-    vectorised = build_kd_loss("cross-metric-release", 2048)(student, teacher, triplets)
-    assert vectorised.item() == pytest.approx(release_ckd_loop(student, teacher, 8, 10).item(), rel=1e-5)
+    vectorised_student = student.clone().requires_grad_(True)
+    vectorised = build_kd_loss("cross-metric-release", 2048)(vectorised_student, teacher, triplets)
+    vectorised.backward()
+    loop_student = student.clone().requires_grad_(True)
+    loop = release_ckd_loop(loop_student, teacher, torch.full((8,), 10))
+    loop.backward()
+    assert vectorised.item() == pytest.approx(loop.item(), rel=1e-5)
+    torch.testing.assert_close(vectorised_student.grad, loop_student.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_release_loop_with_uneven_negative_counts():
+    # query 0 has 1 negative, query 1 has 2: rows a0 a1 p0 p1 n00 n10 n11
+    student, teacher, _ = batch(queries=2, negatives=1, dim=8)
+    student, teacher = torch.cat([student, student[-1:]]), torch.cat([teacher, teacher[-1:]])
+    triplets = (torch.tensor([0, 1, 1]), torch.tensor([2, 3, 3]), torch.tensor([4, 5, 6]))
+    assert build_kd_loss("cross-metric-release", 8)(student, teacher, triplets).item() == pytest.approx(
+        release_ckd_loop(student, teacher, torch.tensor([1, 2])).item(), rel=1e-6
+    )
 
 
 def test_paper_cross_metric_by_hand_on_2d_embeddings():
@@ -60,6 +59,7 @@ def test_paper_cross_metric_by_hand_on_2d_embeddings():
     assert build_kd_loss("cross-metric-release", 2)(student, teacher, triplets).item() == pytest.approx(
         0.5 * 6.1**2
     )
+    assert release_ckd_loop(student, teacher, torch.tensor([1])).item() == pytest.approx(0.5 * 6.1**2)
 
 
 def test_cross_metric_gradient_reaches_the_student_only():
@@ -68,6 +68,48 @@ def test_cross_metric_gradient_reaches_the_student_only():
     teacher.requires_grad_(True)
     build_kd_loss("cross-metric", 16)(student, teacher, triplets).backward()
     assert student.grad.abs().sum() > 0 and teacher.grad is None
+
+
+def irregular_triplets(n=12, count=30, seed=0):
+    """Random triplets: repeated and unsorted (anchor, positive) pairs, rows in several roles."""
+    g = torch.Generator().manual_seed(seed)
+    anchors = torch.randint(0, n, (count,), generator=g)
+    positives = (anchors + torch.randint(1, 3, (count,), generator=g)) % n
+    return anchors, positives, torch.randint(0, n, (count,), generator=g)
+
+
+@pytest.mark.parametrize("terms", ["both", "cross", "soft"])
+@pytest.mark.parametrize("margin", [None, 0.1])
+def test_fused_cross_metric_gradients_pass_gradcheck(terms, margin):
+    g = torch.Generator().manual_seed(1)
+    student = torch.randn(12, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    teacher = torch.randn(12, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    fused = lambda s, t: _SquaredL2CrossMetric.apply(s, t, *irregular_triplets(), terms, margin)  # noqa: E731
+    assert torch.autograd.gradcheck(fused, (student, teacher))
+
+
+@pytest.mark.parametrize("name", ["cross-metric", "cross-metric-release", "cross-only", "soft-only"])
+def test_fused_cross_metric_equals_the_autograd_path(name):
+    """The default squared-L2 distance takes the fused op; any other pml distance the autograd path.
+    A subclass of pml's LpDistance with the same settings forces the autograd path."""
+
+    class SameDistance(distances.LpDistance):
+        pass
+
+    fused = build_kd_loss(name, 8)
+    plain = build_kd_loss(name, 8)
+    plain.loss.distance = SameDistance(normalize_embeddings=False, p=2, power=2)
+    g = torch.Generator().manual_seed(2)
+    student, teacher = torch.randn(12, 8, generator=g), torch.randn(12, 8, generator=g)
+    values, grads = [], []
+    for loss in (fused, plain):
+        x = student.clone().requires_grad_(True)
+        value = loss(x, teacher, irregular_triplets())
+        value.backward()
+        values.append(value.item())
+        grads.append(x.grad)
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_regression_and_cosine_by_hand():
