@@ -1,4 +1,4 @@
-"""Distillation losses against literal transcriptions and hand-computed values."""
+"""Distillation losses against reference implementations and hand-computed values."""
 
 import math
 
