@@ -49,25 +49,31 @@ def attach_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def initialise_from_data(model, cfg: RunConfig, device, train: Split | None = None) -> bool:
-    """Run a method's data-driven initialisation (NetVLAD: k-means centroids) on the training database.
+def fit_from_data(
+    model, cfg: RunConfig, device, train: Split | None = None, hooks: tuple = ("initialise",)
+) -> bool:
+    """Run a method's data-driven fitting hooks on the training database; whether any ran.
 
-    Part of building the architecture, not training: an ``--untrained`` model gets it too, when the
-    dataset has a training split. ``train``: the already loaded training split, if the caller has it.
+    ``initialise(database_paths, cfg, device)`` runs before training (NetVLAD: k-means centroids);
+    ``finalise(...)`` after it, on the best weights (NetVLAD: PCA-whitening, which training bypasses).
+    Both are part of building the architecture, not training: an ``--untrained`` model gets both, when
+    the dataset has a training split. ``train``: the already loaded training split, if the caller has it.
     """
-    initialise = getattr(model, "initialise", None)
-    if initialise is None:
+    found = [getattr(model, hook) for hook in hooks if callable(getattr(model, hook, None))]
+    if not found:
         return False
     try:
         train = train or load_split(cfg, "train")[1]
     except VPRBenchError as exc:
         log.warning(
-            "%s: no training split to initialise from (%s); keeping its random initialisation",
+            "%s: no training split to fit %s from (%s); keeping its random initialisation",
             cfg.model.method,
+            "/".join(hooks),
             exc,
         )
         return False
-    initialise(train.database_paths, cfg, device)
+    for hook in found:
+        hook(train.database_paths, cfg, device)
     return True
 
 
@@ -98,7 +104,7 @@ def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "
     if checkpoint:
         load_weights(model, checkpoint)
     else:
-        initialise_from_data(model, cfg, device)
+        fit_from_data(model, cfg, device, hooks=("initialise", "finalise"))
     run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
     handler = attach_log(run_dir)
     try:
@@ -183,7 +189,7 @@ def train_run(
                 train.num_queries,
                 run_dir,
             )
-            initialise_from_data(model, cfg, device, train)
+            fit_from_data(model, cfg, device, train)
             trainer.save()
         else:
             trainer.load_state_dict(state)
@@ -198,8 +204,7 @@ def train_run(
         if not main:  # rank 0 tests the best weights and writes the record
             return run_dir
         ckpt.load_best(model, run_dir)
-        if getattr(model, "pca_dim", None):  # whitening is fitted on the final (best) descriptors
-            model.fit_whitening(train.database_paths, cfg, device)
+        if fit_from_data(model, cfg, device, train, hooks=("finalise",)):  # e.g. NetVLAD's whitening
             ckpt.save_weights(run_dir / ckpt.BEST, model)
         result = evaluate(model, test, cfg, device, run_dir)
         facts = getattr(model, "backbone_facts", {})

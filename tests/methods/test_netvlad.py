@@ -1,9 +1,13 @@
+import json
+
 import numpy as np
 import torch
 
 from tests.conftest import tiny_config
 from vpr_bench.layers import NetVLAD
 from vpr_bench.methods import build_method
+from vpr_bench.testing import TINY_CLI, run_cli
+from vpr_bench.training import checkpoint as ckpt
 
 
 def test_netvlad_layer_shape_and_normalisation():
@@ -38,16 +42,44 @@ def test_kmeans_initialisation_sets_centroids():
     assert scores.max(dim=1).values.min() > 0.9  # sharp assignment at the start
 
 
-def test_netvlad_method_initialises_from_data_and_whitens(synthetic_root):
+def test_netvlad_whitening_is_fitted_after_initialisation_not_before(synthetic_root):
     cfg = tiny_config(**{"model.method": "netvlad", "data.dataset": f"folder:{synthetic_root}"})
     cfg.model.options = {"clusters": 4, "pca_dim": 16}
-    model = build_method(cfg.model)
+    model = build_method(cfg.model).eval()
     from vpr_bench.runner import load_split
 
     _, train = load_split(cfg, "train")
     before = model.pool.centroids.detach().clone()
     model.initialise(train.database_paths, cfg, torch.device("cpu"))
-    assert not torch.equal(before, model.pool.centroids) and bool(model.whitening_fitted)
+    assert not torch.equal(before, model.pool.centroids)
+    # training and mining see the VLAD descriptor: no whitening yet
+    assert not bool(model.whitening_fitted) and model.descriptor_dim == 4 * model.pool.dim
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, model.descriptor_dim)
+    model.finalise(train.database_paths, cfg, torch.device("cpu"))
     out = model.eval()(torch.randn(2, 3, 32, 32))
-    assert out.shape == (2, 16) and model.descriptor_dim == 16
+    assert bool(model.whitening_fitted) and out.shape == (2, 16) and model.descriptor_dim == 16
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+
+
+def test_netvlad_with_pca_trains_unwhitened_and_records_whitened(synthetic_root, tmp_path, capsys):
+    options = ["--model-option", "clusters=4", "--pca-dim", "8"]
+    training = [*("--epochs", "1", "--batch-size", "2", "--negatives", "2", "--negative-samples", "20")]
+    code, _, err = run_cli(
+        ["run", "--method", "netvlad", "--dataset", f"folder:{synthetic_root}", *TINY_CLI, *options,
+         *training, "--queries-per-epoch", "4", "--out", str(tmp_path)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    (run_dir,) = tmp_path.glob("*/netvlad/*")
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["cost"]["descriptor_dim"] == 8
+    state = ckpt.load_state(run_dir / ckpt.LAST)  # the training checkpoint: whitening never fitted
+    assert not bool(state["model"]["whitening_fitted"])
+    code, _, err = run_cli(
+        ["eval", "--method", "netvlad", "--dataset", f"folder:{synthetic_root}", *TINY_CLI, *options,
+         "--untrained", "--out", str(tmp_path)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    (untrained,) = (d for d in tmp_path.glob("*/netvlad/*") if d != run_dir)
+    assert json.loads((untrained / "metrics.json").read_text())["cost"]["descriptor_dim"] == 8

@@ -2,7 +2,9 @@
 
 Centroids are initialised by faiss k-means on local features sampled from the training database
 (``initialise``, called by the runner before training and for ``--untrained`` evaluation). With
-``--pca-dim D`` the descriptor is PCA-whitened to D dimensions (``fit_whitening``, after training).
+``--pca-dim D`` the descriptor is PCA-whitened to D dimensions (``finalise``, called after training on
+the best weights, and for ``--untrained`` evaluation): as in NetVLAD, training and mining see the
+un-whitened VLAD descriptor, and the whitening is fitted on the trained model's descriptors.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ class NetVLADNet(nn.Module):
         if pca_dim:
             self.whiten = nn.Linear(self.pool.output_dim, pca_dim)
             self.register_buffer("whitening_fitted", torch.tensor(False))
-        self.descriptor_dim = pca_dim or self.pool.output_dim
+
+    @property
+    def descriptor_dim(self) -> int:
+        """The VLAD size, or ``pca_dim`` once the whitening is fitted."""
+        whitened = self.pca_dim and bool(self.whitening_fitted)
+        return self.pca_dim if whitened else self.pool.output_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         vlad = self.pool(self.backbone(images)[-1])
@@ -65,14 +72,15 @@ class NetVLADNet(nn.Module):
         return np.concatenate(chunks)
 
     def initialise(self, database_paths, cfg, device, per_image: int = 50, max_images: int = 500) -> None:
-        """k-means centroids from the training database (and whitening, if asked for)."""
+        """k-means centroids from the training database."""
         features = self._local_features(database_paths, cfg, device, per_image, max_images)
         self.pool.init_from_features(features, seed=cfg.seed, sharpness=self.sharpness)
-        if self.pca_dim:
-            self.fit_whitening(database_paths, cfg, device)
 
-    def fit_whitening(self, database_paths, cfg, device, max_images: int = 5000) -> None:
-        """PCA-whitening (faiss ``PCAMatrix``, eigen power −½) fitted on training-database descriptors."""
+    def finalise(self, database_paths, cfg, device, max_images: int = 5000) -> None:
+        """PCA-whitening (faiss ``PCAMatrix``, eigen power −½) fitted on training-database descriptors;
+        nothing without ``pca_dim``."""
+        if not self.pca_dim:
+            return
         import faiss
 
         from vpr_bench.evaluation.descriptors import extract
