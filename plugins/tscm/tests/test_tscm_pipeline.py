@@ -63,6 +63,16 @@ def test_ablate_reuses_the_teacher_and_writes_a_table(pipeline_run, capsys):
     assert "| none |" in stdout and (table.parent / "ablation.md").is_file()
 
 
+def test_run_with_a_reused_teacher_reports_only_the_student_record(pipeline_run, capsys):
+    out, args = pipeline_run
+    teacher = Path(records(out, "tscm-student")[0]["pipeline"]["teacher_run"])
+    before = (teacher / "metrics.json").read_bytes()
+    code, stdout, err = call([*args, "--teacher", str(teacher), "--kd-loss", "none"], capsys)
+    assert code == 0, err
+    (written,) = [line for line in stdout.splitlines() if line.startswith("record written to")]
+    assert "tscm-student" in written and (teacher / "metrics.json").read_bytes() == before
+
+
 def test_asymmetric_eval_from_a_student_run(pipeline_run, capsys):
     out, args = pipeline_run
     student_dir = next(out.glob("*/tscm-student/*/metrics.json")).parent

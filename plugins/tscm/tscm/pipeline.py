@@ -54,12 +54,14 @@ def _new_pipeline(kind: str) -> dict:
 
 
 def run(cfg: RunConfig) -> list[Path]:
-    """Train (or reuse) the teacher, distil one student, test both: [teacher run, student run]."""
+    """Train (or reuse) the teacher, distil one student, test both; the run folders written: [teacher
+    run, student run], or [student run] when ``--teacher`` reuses one."""
     kd_loss = cfg.distill.kd_loss or DEFAULT_KD_LOSS
     KD_LOSSES.get(kd_loss)
     pipeline = _new_pipeline("run")
     teacher = _teacher(cfg, pipeline)
-    return [Path(teacher), _student(cfg, teacher, kd_loss, pipeline)]
+    student = _student(cfg, teacher, kd_loss, pipeline)
+    return [student] if cfg.distill.teacher else [Path(teacher), student]
 
 
 def ablate(cfg: RunConfig, kd_losses: list[str]) -> Path:
