@@ -44,16 +44,23 @@ def paired_distance(distance, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _unique_pairs(anchors: torch.Tensor, positives: torch.Tensor, n: int):
-    """Each (anchor, positive) pair once: ([a; p] rows of the unique pairs, pair of each triplet)."""
+    """Each (anchor, positive) pair once: the [a; p] rows of the unique pairs, their partners [p; a],
+    and the pair of each triplet."""
     keys, pair_of = torch.unique(anchors * n + positives, return_inverse=True)
-    return torch.cat([keys // n, keys % n]), pair_of
+    ap = torch.cat([keys // n, keys % n])
+    return ap, ap.roll(len(keys)), pair_of
 
 
 def _combine(same, crossed, ap, pair_of, negatives, terms: str) -> torch.Tensor:
     """Per-triplet sum of the chosen terms from per-image ``same`` d(S(x), T(x)) and per-pair ``crossed``
     [d(S(a), T(p)); d(S(p), T(a))] distances."""
-    pair_terms = {"both": lambda: crossed + same[ap], "cross": lambda: crossed, "soft": lambda: same[ap]}
-    per_pair = pair_terms[terms]().view(2, -1).sum(dim=0)[pair_of]
+    if terms == "cross":
+        pair_terms = crossed
+    elif terms == "soft":
+        pair_terms = same[ap]
+    else:
+        pair_terms = crossed + same[ap]
+    per_pair = pair_terms.view(2, -1).sum(dim=0)[pair_of]
     return per_pair if terms == "cross" else per_pair + same[negatives]
 
 
@@ -64,9 +71,9 @@ def cross_metric_distances(distance, student, teacher, indices_tuple, terms: str
     same-image distances come from one row-aligned pass; only the cross pairs are gathered.
     """
     anchors, positives, negatives = indices_tuple
-    ap, pair_of = _unique_pairs(anchors, positives, len(student))
+    ap, pa, pair_of = _unique_pairs(anchors, positives, len(student))
     same = paired_distance(distance, student, teacher)
-    crossed = paired_distance(distance, student[ap], teacher[ap.roll(len(ap) // 2)])
+    crossed = paired_distance(distance, student[ap], teacher[pa])
     return _combine(same, crossed, ap, pair_of, negatives, terms)
 
 
@@ -84,8 +91,7 @@ class _SquaredL2CrossMetric(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, student, teacher, anchors, positives, negatives, terms, margin):
-        ap, pair_of = _unique_pairs(anchors, positives, len(student))
-        pa = ap.roll(len(ap) // 2)
+        ap, pa, pair_of = _unique_pairs(anchors, positives, len(student))
         aligned = student - teacher
         gathered = student.index_select(0, ap) - teacher.index_select(0, pa)
         same = torch.linalg.vector_norm(aligned, dim=1).square()
