@@ -131,7 +131,7 @@ def test_sigkill_mid_epoch_then_resume_from_the_cli(synthetic_root, tmp_path):
         "--epochs",
         "3",
         "--batch-size",
-        "2",
+        "1",  # one checkpoint a query: the widest mid-epoch window this tiny set allows
         "--negatives",
         "2",
         "--negative-samples",
@@ -150,10 +150,10 @@ def test_sigkill_mid_epoch_then_resume_from_the_cli(synthetic_root, tmp_path):
             lasts = list(tmp_path.glob("*/*/*/last.pt"))
             if lasts:
                 progress = ckpt.load_state(lasts[0])["progress"]
-                if progress["epoch"] == 1 and progress["position"] >= 3:  # inside the second epoch
+                if progress["epoch"] >= 1 and progress["position"] >= 1:  # inside an epoch after the first
                     break
             assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.2)
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
