@@ -76,6 +76,13 @@ def common_options(func):
         click.option(
             "--image-size", callback=lambda c, p, v: _size(v), help="HxW [default: from the preset]."
         ),
+        click.option(
+            "--preprocess",
+            type=click.Choice(["resize-first", "normalize-first"]),
+            help="resize-first: antialiased resize, then normalise; normalize-first: the TSCM release's "
+            "order (normalise, then bilinear resize without antialiasing) [default: resize-first; "
+            "normalize-first for TSCM release checkpoints].",
+        ),
         click.option("--eval-batch-size", type=int, help="Images per batch for descriptor extraction."),
         click.option("--num-workers", type=int, help="DataLoader workers [default: 2]."),
         click.option("--recall-at", callback=lambda c, p, v: _ints(v), help="N values [default: 1,5,10,20]."),
@@ -151,7 +158,8 @@ def train_options(func):
     return func
 
 
-def build_config(preset: str, **o):
+def build_config(preset: str, from_file: dict | None = None, **o):
+    """The run's configuration: preset < what a checkpoint file decides (``from_file``) < the flags."""
     for name in ("method", "dataset"):
         if not o.get(name):
             raise click.UsageError(f"missing option --{name}")
@@ -159,6 +167,8 @@ def build_config(preset: str, **o):
     model_options.update(o.get("model_option") or {})
     values = {
         "data.dataset": o["dataset"],
+        "data.preprocess": o.get("preprocess"),
+        "model.options": model_options or None,
         "data.data_root": o["data_root"],
         "data.struct_dir": o["struct_dir"],
         "data.layout": o["layout"],
@@ -206,8 +216,7 @@ def build_config(preset: str, **o):
         "loss",
     ):
         values[f"train.{key}"] = o.get(key)
-    cfg = resolve(preset, values)
-    cfg.model.options.update(model_options)
+    cfg = resolve(preset, values, from_file)
     from vpr_bench.registry import DATASETS, KD_LOSSES, LOSSES, METHODS, PIPELINES
 
     if cfg.model.method not in PIPELINES:  # unknown names fail now, listing the valid ones, before any work
@@ -330,11 +339,18 @@ def evaluate(checkpoint, untrained, query_model, database_model, **options) -> N
     distributed.init(options.get("device") or "auto")
     if not distributed.is_main():  # under torchrun, one evaluation and one record: rank 0's
         return
-    cfg = build_config(**options)
-    _setup_logging(cfg.quiet)
     from vpr_bench.runner import evaluate_run
 
-    pipeline = _pipeline(cfg.model.method)
+    pipeline = _pipeline(options.get("method") or "")
+    read = None
+    if checkpoint and pipeline is None and options.get("method"):  # the file may decide the variant
+        from vpr_bench.checkpoints import read_method_checkpoint
+        from vpr_bench.registry import METHODS
+
+        if options["method"] in METHODS:
+            read = read_method_checkpoint(options["method"], checkpoint)
+    cfg = build_config(from_file=read.settings if read else None, **options)
+    _setup_logging(cfg.quiet)
     if pipeline is not None:
         run_dir = pipeline.evaluate(
             cfg, checkpoint, query_model or "student", database_model or "teacher", untrained
@@ -343,7 +359,7 @@ def evaluate(checkpoint, untrained, query_model, database_model, **options) -> N
         return
     if query_model or database_model:
         raise click.UsageError("--query-model/--database-model apply to pipelines such as tscm")
-    run_dir = evaluate_run(cfg, checkpoint=checkpoint, command="eval")
+    run_dir = evaluate_run(cfg, checkpoint=read or checkpoint, command="eval")
     click.echo(f"record written to {run_dir}")
 
 

@@ -20,6 +20,7 @@ class DataConfig:
     struct_dir: str | None = None
     layout: str = "auto"
     image_size: tuple[int, int] = (224, 224)  # (H, W) fed to the network
+    preprocess: str = "resize-first"  # or "normalize-first", the TSCM release's (see datasets/images.py)
     pos_radius: float | None = None  # None → the dataset's own (25 m for NetVLAD .mat files)
     train_pos_radius: float | None = None
     drop_queries_without_positives: bool = False  # True reproduces the STUN/TSCM release
@@ -142,6 +143,10 @@ class RunConfig:
                 "--recall-at needs values ≥ 1",
             ),
             (all(s >= 8 for s in self.data.image_size), "--image-size must be at least 8×8"),
+            (
+                self.data.preprocess in ("resize-first", "normalize-first"),
+                "--preprocess must be resize-first or normalize-first",
+            ),
             (self.data.pos_radius is None or self.data.pos_radius > 0, "--pos-radius must be > 0"),
             (
                 self.eval.device in ("auto", "cpu", "cuda") or self.eval.device.startswith("cuda:"),
@@ -214,6 +219,24 @@ def apply(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+def check_against_file(given: dict[str, Any], from_file: dict[str, Any]) -> None:
+    """A model setting given that differs from what the checkpoint file decides fails, naming both."""
+    for key, value in from_file.items():
+        if not key.startswith("model."):
+            continue
+        mine = given.get(key)
+        if key == "model.options":
+            for name, option in (mine or {}).items():
+                if name in value and str(option).lower() != str(value[name]).lower():
+                    raise ConfigError(
+                        f"--model-option {name}={option} contradicts the checkpoint, which holds "
+                        f"{name}={value[name]}; drop the option"
+                    )
+        elif mine is not None and mine != value:
+            flag = "--" + key.split(".", 1)[1].replace("_", "-")
+            raise ConfigError(f"{flag} {mine} contradicts the checkpoint, which holds {value}; drop {flag}")
+
+
 def register_preset(method: str, preset: str, values: dict[str, Any]) -> None:
     """A method's own values for a preset (plugins call this at load time: their models' sizes)."""
     if preset not in PRESETS:
@@ -221,7 +244,10 @@ def register_preset(method: str, preset: str, values: dict[str, Any]) -> None:
     PRESETS[preset].setdefault("methods", {}).setdefault(method, {}).update(values)
 
 
-def resolve(preset: str, overrides: dict[str, Any]) -> RunConfig:
+def resolve(preset: str, overrides: dict[str, Any], from_file: dict[str, Any] | None = None) -> RunConfig:
+    """Preset values, then the method's own preset values, then what a checkpoint file decides
+    (``from_file``: its architecture, input size, preprocessing), then the given ``overrides``. A model
+    setting given that contradicts the file fails."""
     from vpr_bench.registry import _ensure_loaded
 
     _ensure_loaded()  # plugins may add per-method preset values
@@ -231,6 +257,10 @@ def resolve(preset: str, overrides: dict[str, Any]) -> RunConfig:
     per_method = values.pop("methods", {})
     cfg = apply(RunConfig(preset=preset), values)
     apply(cfg, per_method.get(overrides.get("model.method") or cfg.model.method, {}))
+    if from_file:
+        check_against_file(overrides, from_file)
+        apply(cfg, {k: v for k, v in from_file.items() if k != "model.options"})
+        cfg.model.options = copy.deepcopy(from_file.get("model.options", cfg.model.options))
     apply(cfg, overrides)
     cfg.validate()
     return cfg

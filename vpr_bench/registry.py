@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vpr_bench.errors import RegistryError
@@ -35,6 +35,7 @@ class Entry:
     builder: Callable[..., Any]
     description: str
     source: str
+    attributes: dict = field(default_factory=dict)  # e.g. a method's ``checkpoint_reader``
 
 
 class Registry:
@@ -45,7 +46,9 @@ class Registry:
         self.plural = plural or kind + "s"
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(
+        self, name: str, description: str, **attributes: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if not name or name != name.strip():
             raise RegistryError(f"invalid {self.kind} name {name!r}")
         if not description or "\n" in description:
@@ -61,7 +64,7 @@ class Registry:
                     f"{self.kind} {name!r} is registered twice: by {previous.source} "
                     f"({_where(previous.builder)}) and by {source} ({_where(builder)})"
                 )
-            self._entries[name] = Entry(name, builder, description, source)
+            self._entries[name] = Entry(name, builder, description, source, dict(attributes))
             return builder
 
         return decorator

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from vpr_bench import distributed
-from vpr_bench.checkpoints import load_weights
+from vpr_bench.checkpoints import MethodCheckpoint, load_weights, read_method_checkpoint
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets import DatasetOptions, Split, build_dataset
 from vpr_bench.errors import VPRBenchError
@@ -95,15 +95,33 @@ def record_header(cfg: RunConfig, dataset: str, command: str, weights: str, trai
     }
 
 
-def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "eval") -> Path:
-    """Evaluate a method (untrained, or with ``checkpoint``) and write its record; the run folder."""
+def load_model(cfg: RunConfig, checkpoint: str | MethodCheckpoint):
+    """``cfg.model`` built and filled from ``checkpoint`` (every weight from the file: no pretrained
+    download); the path every ``--checkpoint`` takes. ``cfg`` should already hold what the file decides
+    (``resolve(..., from_file=checkpoint.settings)``)."""
+    import dataclasses
+
+    if not isinstance(checkpoint, MethodCheckpoint):
+        checkpoint = read_method_checkpoint(cfg.model.method, checkpoint)
+    model = build_method(dataclasses.replace(cfg.model, pretrained=False))
+    load_weights(model, checkpoint, cfg.model.method)
+    return model
+
+
+def evaluate_run(
+    cfg: RunConfig, checkpoint: str | MethodCheckpoint | None = None, command: str = "eval"
+) -> Path:
+    """Evaluate a method (untrained, or with ``checkpoint``: a path, or a file already read for the
+    method) and write its record; the run folder."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.eval.device)
+    if checkpoint is not None and not isinstance(checkpoint, MethodCheckpoint):
+        checkpoint = read_method_checkpoint(cfg.model.method, checkpoint)  # fails before the data is read
     dataset_name, split = load_split(cfg, cfg.eval.split)
-    model = build_method(cfg.model)
     if checkpoint:
-        load_weights(model, checkpoint)
+        model = load_model(cfg, checkpoint)
     else:
+        model = build_method(cfg.model)
         fit_from_data(model, cfg, device, hooks=("initialise", "finalise"))
     run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
     handler = attach_log(run_dir)
@@ -120,7 +138,7 @@ def evaluate_run(cfg: RunConfig, checkpoint: str | None = None, command: str = "
         )
         result = evaluate(model, split, cfg, device, run_dir)
         facts = getattr(model, "backbone_facts", {})
-        weights = f"checkpoint:{checkpoint}" if checkpoint else facts.get("weights", "unknown")
+        weights = checkpoint.description if checkpoint else facts.get("weights", "unknown")
         record = {**record_header(cfg, dataset_name, command, weights, bool(checkpoint)), **result}
         write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
         m = result["metrics"]

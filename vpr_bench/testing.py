@@ -102,3 +102,44 @@ def isolated_cwd(tmp_path, monkeypatch):
     """Relative defaults (results/, datasets/) land in the test's own folder, never the project's."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VPR_BENCH_DATA", str(tmp_path / "datasets"))
+
+
+# ---- reference models: weights rebuilt from key names (shared/data/reference_models/README.md) --------
+
+
+def recipe_tensor(key: str, shape, dtype: str = "float32"):
+    """The deterministic tensor the reference fixtures give the state-dict entry ``key`` of ``shape``."""
+    import math
+    import zlib
+
+    import torch
+
+    shape = tuple(shape)
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    if key.endswith("num_batches_tracked"):
+        return torch.zeros(shape, dtype=torch.int64)
+    if key.endswith("running_var"):
+        value = 0.5 + torch.rand(shape, generator=g)
+    elif len(shape) >= 2:
+        value = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
+    elif len(shape) == 1 and key.endswith(".weight"):
+        value = 1 + 0.1 * torch.randn(shape, generator=g)
+    else:
+        value = 0.1 * torch.randn(shape, generator=g)
+    return value.to(getattr(torch, dtype))
+
+
+def reference_input(height: int, width: int, batch: int = 2):
+    """The fixtures' raw input in [0, 1): ``torch.rand(2, 3, H, W)`` from seed 20240401."""
+    import torch
+
+    g = torch.Generator().manual_seed(20240401)
+    return torch.rand(batch, 3, height, width, generator=g)
+
+
+def relative_error(actual, expected) -> float:
+    """max |actual − expected| / max |expected|: an array compared at its own scale."""
+    import numpy as np
+
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-30))

@@ -14,6 +14,11 @@ from vpr_bench.errors import DatasetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The order of the evaluation transform, recorded in each record's protocol:
+# "resize-first" (default): resize the PIL image with antialiasing, then normalise;
+# "normalize-first": the TSCM release's order — normalise the full-size tensor, then resize it bilinearly
+# without antialiasing (what its authors' numbers were measured with).
+PREPROCESSING = ("resize-first", "normalize-first")
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -29,8 +34,18 @@ def check_readable(path: str | Path) -> None:
     load_rgb(path).load()
 
 
-def eval_transform(image_size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD) -> transforms.Compose:
-    """Resize to (H, W) and normalise; the same for database and queries."""
+def eval_transform(
+    image_size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD, preprocess: str = "resize-first"
+) -> transforms.Compose:
+    """Resize to (H, W) and normalise, in the order ``preprocess`` names; the same for database and
+    queries."""
+    if preprocess == "normalize-first":
+        resize = transforms.Resize(
+            tuple(image_size), interpolation=transforms.InterpolationMode.BILINEAR, antialias=False
+        )
+        return transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std), resize])
+    if preprocess != "resize-first":
+        raise ValueError(f"preprocess {preprocess!r} is not one of {', '.join(PREPROCESSING)}")
     return transforms.Compose(
         [
             transforms.Resize(tuple(image_size), antialias=True),
@@ -40,10 +55,13 @@ def eval_transform(image_size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET
     )
 
 
-def model_transform(model, image_size: tuple[int, int]) -> transforms.Compose:
+def model_transform(
+    model, image_size: tuple[int, int], preprocess: str = "resize-first"
+) -> transforms.Compose:
     """The eval transform with the normalisation the backbone weights expect (ImageNet's if unknown)."""
     facts = getattr(model, "backbone_facts", {})
-    return eval_transform(image_size, facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD))
+    mean, std = facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD)
+    return eval_transform(image_size, mean, std, preprocess)
 
 
 class ImageList(Dataset):

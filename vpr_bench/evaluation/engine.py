@@ -91,10 +91,14 @@ def evaluate(
     forward pass) where only the metrics are wanted, e.g. each epoch's validation.
     """
     gt = split.ground_truth(cfg.data.pos_radius)
-    transform = model_transform(model, cfg.data.image_size)
+    transform = model_transform(model, cfg.data.image_size, cfg.data.preprocess)
     model = model.to(device)
     db_model = model if database_model is None else database_model.to(device)
-    db_transform = transform if database_model is None else model_transform(db_model, cfg.data.image_size)
+    db_transform = (
+        transform
+        if database_model is None
+        else model_transform(db_model, cfg.data.image_size, cfg.data.preprocess)
+    )
     common = dict(
         transform=transform,
         device=device,
@@ -182,6 +186,7 @@ def evaluate(
             "ground_truth": gt.kind,
             "pos_radius_m": gt.radius,
             "image_size": list(cfg.data.image_size),
+            "preprocess": cfg.data.preprocess,
             "index": spec.describe(),
             "database_groups": None if split.database_groups is None else "one hit per group (panorama)",
             "source": split.source,

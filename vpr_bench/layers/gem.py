@@ -16,7 +16,9 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = F.adaptive_avg_pool2d(x.clamp(min=self.eps).pow(self.p), 1)
+        # avg_pool2d over the whole map, as cirtorch's gem: adaptive_avg_pool2d sums in another order, and
+        # with a small p the 1/p power amplifies that rounding (TSCM release fixture: 4e-4 vs 0)
+        pooled = F.avg_pool2d(x.clamp(min=self.eps).pow(self.p), (x.shape[-2], x.shape[-1]))
         return pooled.pow(1.0 / self.p).flatten(1)
 
     def extra_repr(self) -> str:

@@ -17,10 +17,14 @@ from torch import nn
 class NetVLAD(nn.Module):
     """(B, N, C) tokens or (B, C, H, W) maps → (B, K·C), L2-normalised."""
 
-    def __init__(self, clusters: int = 64, dim: int = 512, normalize_input: bool = True):
+    def __init__(
+        self, clusters: int = 64, dim: int = 512, normalize_input: bool = True, assign_bias: bool = False
+    ):
         super().__init__()
         self.clusters, self.dim, self.normalize_input = clusters, dim, normalize_input
-        self.assign = nn.Linear(dim, clusters, bias=False)  # soft-assignment scores
+        # soft-assignment scores w_k·x (+ b_k): the paper's eq. 3 has the bias; NetVLAD's own release
+        # (vladv1, L2-normalised input) and Patch-NetVLAD drop it
+        self.assign = nn.Linear(dim, clusters, bias=assign_bias)
         self.centroids = nn.Parameter(torch.randn(clusters, dim) / math.sqrt(dim))
         self.output_dim = clusters * dim
 
@@ -64,6 +68,8 @@ class NetVLAD(nn.Module):
         alpha = float(np.log(sharpness) / max(np.mean(top2[:, 0] - top2[:, 1]), 1e-6))
         self.centroids.copy_(torch.from_numpy(centroids))
         self.assign.weight.copy_(torch.from_numpy(alpha * unit))
+        if self.assign.bias is not None:
+            self.assign.bias.zero_()
 
     def extra_repr(self) -> str:
         return f"clusters={self.clusters}, dim={self.dim}"

@@ -55,7 +55,7 @@ class NetVLADNet(nn.Module):
     def _local_features(self, paths, cfg, device, per_image: int, max_images: int) -> np.ndarray:
         rng = np.random.default_rng(cfg.seed)
         picks = rng.choice(len(paths), size=min(max_images, len(paths)), replace=False)
-        transform = model_transform(self, cfg.data.image_size)
+        transform = model_transform(self, cfg.data.image_size, cfg.data.preprocess)
         loader = DataLoader(
             ImageList([paths[i] for i in picks], transform),
             batch_size=cfg.eval.batch_size,
@@ -88,7 +88,7 @@ class NetVLADNet(nn.Module):
         rng = np.random.default_rng(cfg.seed)
         picks = rng.choice(len(database_paths), size=min(max_images, len(database_paths)), replace=False)
         self.whitening_fitted.fill_(False)
-        transform = model_transform(self, cfg.data.image_size)
+        transform = model_transform(self, cfg.data.image_size, cfg.data.preprocess)
         vlad, _ = extract(
             self,
             [database_paths[i] for i in picks],

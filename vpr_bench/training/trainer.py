@@ -76,7 +76,7 @@ class Trainer:
     ):
         self.model, self.cfg, self.tc = model.to(device), cfg, cfg.train
         self.train_split, self.val_split, self.device, self.run_dir = train_split, val_split, device, run_dir
-        self.transform = model_transform(model, cfg.data.image_size)
+        self.transform = model_transform(model, cfg.data.image_size, cfg.data.preprocess)
         mining_margin = (
             self.tc.mining_margin if self.tc.mining_margin is not None else math.sqrt(self.tc.margin)
         )

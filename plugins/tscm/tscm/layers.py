@@ -25,15 +25,20 @@ class ContextGating(nn.Module):
 
 
 class NetVLADLoupe(nn.Module):
-    """NetVLAD (soft-assignment, intra + L2 norm) → linear projection to ``output_dim`` → context gating.
+    """NetVLAD (soft-assignment with a bias, intra + L2 norm) → linear projection to ``output_dim`` →
+    context gating.
 
-    Works on (B, N, C) tokens or (B, C, H, W) maps; N is read from the input, never fixed.
+    Works on (B, N, C) tokens or (B, C, H, W) maps (read as H·W tokens of C channels); N is read from the
+    input, never fixed. The soft assignment is ``x·w_k + b_k`` in both variants: the TSCM release computes
+    ``x @ cluster_weights + cluster_biases`` (no batch norm, so the bias is live), and the NetVLAD paper's
+    eq. 3 has the bias too.
 
     ``release_dim``: the TSCM release's reinterpretation, kept as an option because the paper's parameter
-    counts (teacher 125.0 M, student 12.7 M) come from it. Its NetVLADLoupe views the input as samples of
-    ``release_dim`` values: a (B, N, C) token sequence as (B, N·C/d, d) — a 1024-d fused token becomes two
-    512-d samples — and a (B, C, H, W) map as (B, C·H·W/d, d) — the student's 768×14×14 patch map becomes
-    768 samples of 196. The default (None) aggregates real tokens: N samples of C channels.
+    counts (teacher 125.0 M, student 12.7 M) and the authors' checkpoints come from it. The release cuts
+    the token-major (tokens × channels) matrix into consecutive samples of ``release_dim`` values: a
+    1024-d fused token becomes two 512-d samples, and the student's 196 patch tokens × 768 channels become
+    768 samples of 196 values (runs of three and a bit tokens, not per-channel maps). The default (None)
+    aggregates real tokens: N samples of C channels.
     """
 
     def __init__(
@@ -46,16 +51,16 @@ class NetVLADLoupe(nn.Module):
     ):
         super().__init__()
         self.release_dim = release_dim
-        self.vlad = NetVLAD(clusters, release_dim or dim, normalize_input=False)
+        self.vlad = NetVLAD(clusters, release_dim or dim, normalize_input=False, assign_bias=True)
         self.project = nn.Linear(self.vlad.output_dim, output_dim, bias=False)
         self.gating = ContextGating(output_dim) if gating else nn.Identity()
         self.output_dim = output_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            x = x.flatten(2).transpose(1, 2)  # (B, H·W, C): token-major, as the release's patch tokens
         if self.release_dim:
-            x = x.reshape(x.shape[0], -1, self.release_dim)  # (B, samples, release_dim)
-        elif x.dim() == 4:
-            x = x.flatten(2).transpose(1, 2)  # (B, H·W, C)
+            x = x.reshape(x.shape[0], -1, self.release_dim)  # (B, N·C / release_dim, release_dim)
         return self.gating(self.project(self.vlad(x)))
 
 

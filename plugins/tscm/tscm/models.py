@@ -35,8 +35,10 @@ class TSCMOptions:
     dropout: float = 0.1
     patch_dim: int = 768  # student patch-embedding width
     patch_size: int = 16
-    # "release": the release's ViT — patch tokens only, no class token and no position embedding (its
-    # ``nn.Sequential(children[:-1])`` skips both); the paper's 125.0 M parameters are counted that way
+    # "release": the release's ViT — ``nn.Sequential(children[:-1])`` of timm's model skips the class
+    # token and the position embedding but applies the final LayerNorm; the paper's 125.0 M parameters
+    # are counted that way. "timm": timm's own forward_features (class token, position embedding, final
+    # norm), the patch tokens kept.
     vit_variant: str = "timm"
     release_reshape: bool = False  # NetVLADLoupe's sample reinterpretation (see NetVLADLoupe)
     vit_pretrained: bool | None = None  # None → as --pretrained (the release: False)
@@ -91,7 +93,9 @@ class TeacherNet(nn.Module):
         self.options = o
         self.resnet = _ResNetBranch(cfg)
         vit_pretrained = cfg.pretrained if o.vit_pretrained is None else o.vit_pretrained
-        release = {"class_token": False, "pos_embed": "none", "global_pool": "avg"}
+        # global_pool "" keeps the final ``norm`` in forward_features ("avg" would move it to fc_norm,
+        # which forward_features never applies)
+        release = {"class_token": False, "pos_embed": "none", "global_pool": ""}
         self.vit, self.vit_weights = create_timm_model(
             o.vit,
             vit_pretrained,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tscm.trainer import DEFAULT_KD_LOSS, run_weights
 from vpr_bench._io import atomic_write_text
-from vpr_bench.config import RunConfig
+from vpr_bench.config import RunConfig, apply
 from vpr_bench.errors import ConfigError
 from vpr_bench.registry import KD_LOSSES
 from vpr_bench.results.store import Record
@@ -92,7 +92,7 @@ def evaluate(
     (its record names its teacher) or, with ``--teacher``, any student weights; ``--untrained`` builds
     both fresh (random heads, pretrained backbones when available)."""
     from tscm.trainer import load_teacher
-    from vpr_bench.checkpoints import load_weights
+    from vpr_bench.checkpoints import load_weights, read_method_checkpoint
     from vpr_bench.evaluation.engine import evaluate as evaluate_split
     from vpr_bench.evaluation.engine import resolve_device
     from vpr_bench.methods import build_method
@@ -119,8 +119,12 @@ def evaluate(
         if "student" in roles:
             student_cfg = _role(cfg, STUDENT)
             student_cfg.model.pretrained = False
+            read = read_method_checkpoint(STUDENT, student_weights)
+            if read.settings:  # the release's own student file decides its architecture
+                student_cfg.model.options = {}
+                apply(student_cfg, {k: v for k, v in read.settings.items() if k.startswith("model.")})
             models["student"] = build_method(student_cfg.model)
-            load_weights(models["student"], str(student_weights))
+            load_weights(models["student"], read, STUDENT)
     dataset_name, split = load_split(cfg, cfg.eval.split)
     run_dir = new_run_dir(cfg.out, dataset_name, "tscm")
     query, database = models[query_model], models[database_model]

@@ -5,11 +5,14 @@ Methods ``tscm-teacher`` and ``tscm-student`` (trainable alone like any method),
 models' sizes for the ``demo`` and ``paper`` presets.
 """
 
+import functools
+
 from tscm import (
     losses,  # noqa: F401  (registers the kd losses)
     pipeline,
 )
 from tscm.models import StudentNet, TeacherNet
+from tscm.release import read_release_checkpoint
 from vpr_bench.config import ModelConfig, register_preset
 from vpr_bench.registry import register_method, register_pipeline
 
@@ -45,12 +48,20 @@ for _method in METHODS:
     register_preset(_method, "demo", DEMO)
 
 
-@register_method(pipeline.TEACHER, "TSCM teacher: ResNet + ViT, inter-transformer fusion, NetVLAD + GeM")
+@register_method(
+    pipeline.TEACHER,
+    "TSCM teacher: ResNet + ViT, inter-transformer fusion, NetVLAD + GeM",
+    checkpoint_reader=functools.partial(read_release_checkpoint, role="teacher"),
+)
 def tscm_teacher(cfg: ModelConfig) -> TeacherNet:
     return TeacherNet(cfg)
 
 
-@register_method(pipeline.STUDENT, "TSCM student: ResNet + GeM and patch-embedding NetVLAD (distilled)")
+@register_method(
+    pipeline.STUDENT,
+    "TSCM student: ResNet + GeM and patch-embedding NetVLAD (distilled)",
+    checkpoint_reader=functools.partial(read_release_checkpoint, role="student"),
+)
 def tscm_student(cfg: ModelConfig) -> StudentNet:
     return StudentNet(cfg)
 

@@ -31,6 +31,7 @@ from vpr_bench.training.tuples import batch_rows
 log = logging.getLogger(__name__)
 TEACHER_CACHE_BYTES = 4 << 30
 DEFAULT_KD_LOSS = "cross-metric"
+TEACHER = "tscm-teacher"
 
 
 def run_weights(spec: str | Path, option: str = "--teacher") -> tuple[Path, Path | None]:
@@ -48,18 +49,27 @@ def run_weights(spec: str | Path, option: str = "--teacher") -> tuple[Path, Path
 
 
 def load_teacher(cfg: RunConfig) -> nn.Module:
-    """The frozen teacher named by ``cfg.distill.teacher``, built with its own run's model settings."""
-    from vpr_bench.checkpoints import load_weights
+    """The frozen teacher named by ``cfg.distill.teacher``: a teacher run (built with its own run's model
+    settings), a weights file of ours (built with this run's), or the TSCM release's own
+    ``ckpt_best.pth.tar`` (built as the release's architecture). ``teacher.weights`` says which."""
+    from vpr_bench.checkpoints import load_weights, read_method_checkpoint
+    from vpr_bench.config import apply
 
     if not cfg.distill.teacher:
         raise ConfigError("the tscm student needs a teacher: --teacher RUN_DIR (or run --method tscm)")
     weights, run_dir = run_weights(cfg.distill.teacher)
+    read = read_method_checkpoint(TEACHER, weights)
     if run_dir is not None and (run_dir / "config.json").is_file():
         model_cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())).model
     else:
-        model_cfg = dataclasses.replace(cfg.model, method="tscm-teacher")
+        model_cfg = dataclasses.replace(cfg.model, method=TEACHER)
+    model_settings = {k: v for k, v in read.settings.items() if k.startswith("model.")}
+    if model_settings:  # the release's file decides its architecture
+        holder = RunConfig(model=dataclasses.replace(model_cfg, options={}))
+        model_cfg = apply(holder, model_settings).model
     teacher = build_method(dataclasses.replace(model_cfg, pretrained=False))  # weights: from the file
-    load_weights(teacher, str(weights))
+    load_weights(teacher, read, TEACHER)
+    teacher.weights = read.description
     return freeze(teacher)
 
 
@@ -142,6 +152,7 @@ class DistillationTrainer(Trainer):
                 "kd_weight": self.kd_weight,
                 "mining_space": self.cfg.distill.mining_space,
                 "teacher": str(self.cfg.distill.teacher),
+                "teacher_weights": getattr(self.teacher, "weights", None),
                 "teacher_params": sum(p.numel() for p in self.teacher.parameters()),
             },
             "asymmetric": {
