@@ -199,6 +199,7 @@ class MatDataset(VPRDataset):
             database_utm=s["utmDb"],
             query_utm=s["utmQ"],
             pos_radius=s["posDistThr"],
+            train_neg_radius=s["posDistThr"],
             train_pos_radius=float(np.sqrt(s["nonTrivPosDistSqThr"])),
             database_groups=groups,
             source=str(path),

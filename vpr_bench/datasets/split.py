@@ -23,8 +23,9 @@ class Split:
     query_paths: list[Path]
     database_utm: np.ndarray | None = None  # (N, 2) east, north
     query_utm: np.ndarray | None = None  # (M, 2)
-    pos_radius: float = DEFAULT_POS_RADIUS
+    pos_radius: float = DEFAULT_POS_RADIUS  # evaluation (``--pos-radius`` changes only this one)
     train_pos_radius: float = DEFAULT_TRAIN_POS_RADIUS
+    train_neg_radius: float = DEFAULT_POS_RADIUS  # training negatives lie beyond it (the dataset's own)
     explicit_ground_truth: GroundTruth | None = None
     # database images sharing a group id count once in a ranked list (Tokyo 24/7: 12 cut-outs per panorama)
     database_groups: np.ndarray | None = None
@@ -54,6 +55,11 @@ class Split:
     def training_positives(self) -> GroundTruth:
         """The non-trivial positives used for mining (``train_pos_radius``, 10 m by default)."""
         return self.ground_truth(self.train_pos_radius)
+
+    def training_exclusion(self) -> GroundTruth:
+        """Database images never drawn as a training negative: those within ``train_neg_radius`` (25 m),
+        whatever the evaluation radius; the ground-truth lists where the dataset has no coordinates."""
+        return self.ground_truth(self.train_neg_radius)
 
     def validate(self, sample_images: int = 8, seed: int = 0) -> None:
         """Fail early, with one clear message, on an empty split, missing or unreadable images."""

@@ -2,9 +2,14 @@
 
 For each training query, from descriptors cached for the whole training set:
 - positive: the nearest (in descriptor space) database image among its non-trivial positives (≤ 10 m);
-- negatives: ``negative_samples`` random database images beyond the positive radius (25 m), plus the
-  query's previous hard negatives; among their ``10 × negatives`` nearest, keep the ``negatives`` nearest
-  that violate ``d_neg < d_pos + mining_margin``; a query with no violating negative is skipped.
+- negatives: ``negative_samples`` distinct database images drawn uniformly from those beyond the
+  negative radius (25 m: the release's ``potential_negatives``), plus the query's previous hard negatives;
+  among their ``10 × negatives`` nearest, keep the ``negatives`` nearest that violate
+  ``d_neg < d_pos + mining_margin``; a query with no violating negative is skipped.
+
+The training radii (10 m non-trivial positives, 25 m negative exclusion) are the split's own and do not
+follow the evaluation radius (``--pos-radius``): evaluating with the release's 10 m protocol leaves the
+training negatives beyond 25 m.
 
 Distances are Euclidean (not squared), as in the original. Everything is computed per block of queries
 from one faiss pairwise-distance GEMM against the whole database cache: no per-query file reads, no
@@ -46,7 +51,7 @@ class HardNegativeMiner:
     def __init__(
         self,
         train_positives: GroundTruth,
-        eval_positives: GroundTruth,
+        never_negative: GroundTruth,
         negatives: int = 10,
         negative_samples: int = 1000,
         mining_margin: float = 0.1**0.5,
@@ -54,7 +59,7 @@ class HardNegativeMiner:
         quiet: bool = True,
     ):
         self.train_positives = train_positives  # non-trivial positives (10 m)
-        self.eval_positives = eval_positives  # everything within 25 m: never a negative
+        self.never_negative = never_negative  # everything within the negative radius (25 m)
         self.negatives = negatives
         self.negative_samples = negative_samples
         self.mining_margin = mining_margin
@@ -79,28 +84,27 @@ class HardNegativeMiner:
         """Tuples for the queries ``rows`` (default: all); ``query_desc`` is indexed by query index."""
         all_rows = np.arange(self.train_positives.num_queries) if rows is None else np.asarray(rows)
         has_positive = self.train_positives.counts > 0
-        sample_all = rng.integers(0, len(db_desc), size=(len(all_rows), self.negative_samples))
         out_q, out_p, out_n = [], [], []
         skipped = 0
         db_desc = np.ascontiguousarray(db_desc, dtype=np.float32)
         starts = range(0, len(all_rows), self.block)
         for start in tqdm(starts, desc="mining", unit="block", disable=self.quiet, leave=False):
             rows = all_rows[start : start + self.block]
-            block_samples = sample_all[start : start + self.block][has_positive[rows]]
             rows = rows[has_positive[rows]]
             if not len(rows):
                 continue
+            near = _row_mask(self.never_negative, rows)
+            block_samples = draw_negatives(~near, self.negative_samples, rng)
             q = np.ascontiguousarray(query_desc[rows], dtype=np.float32)
             dist = np.sqrt(np.maximum(faiss.pairwise_distances(q, db_desc), 0))  # (B, N)
             positive_mask = _row_mask(self.train_positives, rows)
             pos = np.where(positive_mask, dist, np.inf).argmin(axis=1)
             d_pos = dist[np.arange(len(rows)), pos]
             candidates = np.concatenate([block_samples, self.cache[rows]], axis=1)  # (B, S + n_neg)
-            near = _row_mask(self.eval_positives, rows)
             valid = candidates >= 0
             safe = np.where(valid, candidates, 0)
             valid &= ~np.take_along_axis(near, safe, axis=1)
-            # drop repeated candidates (sampling is with replacement; old negatives may be re-drawn)
+            # drop repeated candidates (an old hard negative may be drawn again)
             by_index = np.sort(np.where(valid, safe, -1), axis=1)
             repeated = np.zeros_like(valid)
             repeated[:, 1:] = (by_index[:, 1:] == by_index[:, :-1]) & (by_index[:, 1:] >= 0)
@@ -129,6 +133,22 @@ class HardNegativeMiner:
             skipped,
             int((~has_positive[all_rows]).sum()),
         )
+
+
+def draw_negatives(allowed: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """(B, samples) distinct column indices drawn uniformly from each row's ``allowed`` (B, N) columns;
+    -1 where a row allows fewer. The ``samples`` smallest of i.i.d. random keys pick a uniform subset."""
+    rows, columns = allowed.shape
+    take = min(samples, columns)
+    keys = rng.random((rows, columns), dtype=np.float32)
+    keys[~allowed] = 2.0  # never among the smallest while an allowed column is left
+    picked = np.argpartition(keys, take - 1, axis=1)[:, :take] if take < columns else np.tile(
+        np.arange(columns), (rows, 1)
+    )
+    picked = np.where(np.take_along_axis(allowed, picked, axis=1), picked, -1)
+    if take < samples:
+        picked = np.concatenate([picked, np.full((rows, samples - take), -1)], axis=1)
+    return picked.astype(np.int64)
 
 
 def _concat(parts: list[np.ndarray], empty_shape: tuple) -> np.ndarray:

@@ -82,7 +82,7 @@ class Trainer:
         )
         self.miner = HardNegativeMiner(
             train_split.training_positives(),
-            train_split.ground_truth(),
+            train_split.training_exclusion(),
             self.tc.negatives,
             self.tc.negative_samples,
             mining_margin,
