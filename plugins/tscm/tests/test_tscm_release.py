@@ -283,3 +283,17 @@ def test_cli_evaluates_a_release_student_file_at_the_release_protocol(one_studen
     assert record["protocol"]["image_size"] == [224, 224]
     assert record["protocol"]["preprocess"] == "normalize-first"
     assert record["cost"]["descriptor_dim"] == 2048
+
+
+def test_run_teacher_option_takes_a_release_file(tmp_path, reference, images):
+    """``run --method tscm --teacher ckpt_best.pth.tar``: the frozen teacher is the release's network."""
+    from tscm.trainer import load_teacher
+
+    path = write_release_checkpoint(tmp_path / "ckpt_best.pth.tar", "teacher", True, epoch=3)
+    cfg = resolve("paper", {"model.method": "tscm", "distill.teacher": str(path)})
+    teacher = load_teacher(cfg)
+    assert teacher.weights == "TSCM release checkpoint ckpt_best.pth.tar, epoch 3"
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with torch.no_grad():
+        descriptor = teacher(images).numpy()
+    assert np.abs(descriptor - reference["teacher_descriptor"]).max() <= DESCRIPTOR_TOLERANCE
