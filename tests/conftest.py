@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from vpr_bench import load_all
 from vpr_bench.testing import (  # noqa: F401  (fixtures and helpers)
     data_dir,
     isolated_cwd,
@@ -13,3 +14,5 @@ from vpr_bench.testing import (  # noqa: F401  (fixtures and helpers)
 )
 
 DATA = Path(__file__).parent / "data"
+
+load_all()  # the registries are filled at the entry points: for the tests, here

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from vpr_bench import __version__
+from vpr_bench import __version__, load_all
 from vpr_bench.config import PRESETS, resolve
 from vpr_bench.errors import VPRBenchError
 
@@ -138,6 +138,26 @@ TRAIN_OPTIONS = [
     click.option("--negatives", type=int, help="Hard negatives per tuple [paper: 10]."),
     click.option("--negative-samples", type=int, help="Random negatives drawn per query [paper: 1000]."),
     click.option("--margin", type=float, help="Triplet margin [paper: 0.1]."),
+    click.option(
+        "--mining-margin",
+        type=float,
+        help="A negative is hard when d(q, n) < d(q, p) + this [default: √margin, as NetVLAD].",
+    ),
+    click.option(
+        "--distance",
+        type=click.Choice(["l2", "squared-l2", "cosine"]),
+        help="Distance of the triplet loss [default: l2].",
+    ),
+    click.option(
+        "--reduction",
+        type=click.Choice(["mean", "sum", "avg-nonzero"]),
+        help="How the triplet losses of a batch are reduced [default: mean].",
+    ),
+    click.option(
+        "--train-pos-radius",
+        type=float,
+        help="Non-trivial training positives within this many metres [default: the dataset's, 10].",
+    ),
     click.option("--loss", help="Training loss (see `vpr-bench list`) [default: triplet]."),
     click.option("--cache-refresh", type=int, help="Batches between cache refreshes; 0 = once per epoch."),
     click.option("--patience", type=int, help="Epochs without val R@1 gain before stopping [paper: 10]."),
@@ -214,9 +234,14 @@ def build_config(preset: str, from_file: dict | None = None, **o):
         "checkpoint_every",
         "queries_per_epoch",
         "loss",
+        "mining_margin",
+        "distance",
+        "reduction",
     ):
         values[f"train.{key}"] = o.get(key)
+    values["data.train_pos_radius"] = o.get("train_pos_radius")
     cfg = resolve(preset, values, from_file)
+    from vpr_bench.methods import check_model_config
     from vpr_bench.registry import DATASETS, KD_LOSSES, LOSSES, METHODS, PIPELINES
 
     if cfg.model.method not in PIPELINES:  # unknown names fail now, listing the valid ones, before any work
@@ -225,6 +250,7 @@ def build_config(preset: str, from_file: dict | None = None, **o):
         except VPRBenchError:
             valid = ", ".join(sorted(METHODS.display_names() + PIPELINES.display_names()))
             raise VPRBenchError(f"unknown method {cfg.model.method!r}; valid: {valid}") from None
+    check_model_config(cfg.model, PIPELINES if cfg.model.method in PIPELINES else METHODS)
     if cfg.distill.kd_loss and "," not in cfg.distill.kd_loss:
         KD_LOSSES.get(cfg.distill.kd_loss)
     DATASETS.resolve(cfg.data.dataset)
@@ -259,6 +285,7 @@ def _setup_logging(quiet: bool) -> None:
 @click.version_option(__version__, prog_name="vpr-bench")
 def cli() -> None:
     """vpr-bench: train, evaluate and compare visual place recognition methods."""
+    load_all()  # the built-ins, then the plugins: the one place the registries are filled
 
 
 KD_LOSS_OPTION = click.option(
@@ -364,10 +391,17 @@ def evaluate(checkpoint, untrained, query_model, database_model, **options) -> N
 
 
 @cli.command("list")
-def list_() -> None:
+@click.option("--method", "method", help="Show this method's options (with defaults) and presets.")
+def list_(method) -> None:
     """List datasets, methods, metrics and losses, with where each comes from."""
     from vpr_bench.plugins import plugin_statuses
-    from vpr_bench.registry import ALL_REGISTRIES
+    from vpr_bench.registry import ALL_REGISTRIES, METHODS, PIPELINES
+
+    if method:
+        registry = PIPELINES if method in PIPELINES else METHODS
+        entry = registry.get(method)
+        _show_method(entry)
+        return
 
     for registry in ALL_REGISTRIES:
         entries = registry.entries()
@@ -384,11 +418,31 @@ def list_() -> None:
         click.echo(f"  {s.name} ({s.distribution}, {s.target}): {state}")
 
 
+def _show_method(entry) -> None:
+    from vpr_bench.options import NoOptions, describe
+
+    click.echo(f"{entry.name}: {entry.description}  [{entry.source}]")
+    rows = describe(entry.attributes.get("options", NoOptions))
+    click.echo("options (--model-option KEY=VALUE):" if rows else "options: none")
+    width = max((len(f"{name}={default}") for name, default, _ in rows), default=0)
+    for name, default, help_ in rows:
+        click.echo(f"  {f'{name}={default}'.ljust(width)}  {help_}")
+    honoured = entry.attributes.get("descriptor_dim", False)
+    hint = entry.attributes.get("descriptor_dim_hint", "")
+    click.echo(f"--descriptor-dim: {'honoured' if honoured else 'refused (' + hint + ')'}")
+    for preset, values in sorted(entry.attributes.get("presets", {}).items()):
+        click.echo(f"preset {preset}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
 @cli.command()
 @click.option("--dataset", "datasets_", multiple=True, help="Only runs on this dataset (repeatable).")
 @click.option("--method", "methods", multiple=True, help="Only runs of this method (repeatable).")
-@click.option("--all", "all_runs", is_flag=True, help="Every run, not the best per method and dataset.")
-@click.option("--best", "best", is_flag=True, help="The best run per method and dataset [default].")
+@click.option(
+    "--all/--best",
+    "all_runs",
+    default=False,
+    help="Every run, or the best run per method and dataset [default: --best].",
+)
 @click.option("--sort", default="R@1", show_default=True, help="Column to sort by (best first).")
 @click.option(
     "--format",
@@ -399,14 +453,12 @@ def list_() -> None:
 )
 @click.option("--output", type=click.Path(), help="Write to this file instead of the terminal.")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
-def compare(datasets_, methods, all_runs, best, sort, fmt, output, results_dir) -> None:
+def compare(datasets_, methods, all_runs, sort, fmt, output, results_dir) -> None:
     """Leaderboard of recorded runs: one row per method (best run), one column group per dataset."""
     from vpr_bench._io import atomic_write_text
     from vpr_bench.results import load_records
     from vpr_bench.results.table import build_table, render
 
-    if all_runs and best:
-        raise click.UsageError("--all and --best exclude each other")
     _setup_logging(False)
     records = [
         r

@@ -149,6 +149,19 @@ class RunConfig:
             ),
             (self.data.pos_radius is None or self.data.pos_radius > 0, "--pos-radius must be > 0"),
             (
+                self.data.train_pos_radius is None or self.data.train_pos_radius > 0,
+                "--train-pos-radius must be > 0",
+            ),
+            (self.train.mining_margin is None or self.train.mining_margin > 0, "--mining-margin must be > 0"),
+            (
+                self.train.distance in ("l2", "squared-l2", "cosine"),
+                "--distance must be l2, squared-l2 or cosine",
+            ),
+            (
+                self.train.reduction in ("mean", "sum", "avg-nonzero"),
+                "--reduction must be mean, sum or avg-nonzero",
+            ),
+            (
                 self.eval.device in ("auto", "cpu", "cuda") or self.eval.device.startswith("cuda:"),
                 "--device must be auto, cpu, cuda or cuda:N",
             ),
@@ -177,7 +190,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.image_size": (48, 64),
         "model.backbone": "resnet18",
         "model.backbone_stage": 3,
-        "model.options": {"clusters": 16},
         "eval.batch_size": 32,
         "train.lr": 1e-3,
         "train.weight_decay": 0.0,
@@ -185,9 +197,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.queries_per_epoch": 200,
         "train.epochs": 30,
         "train.patience": 10,
-        # 48×64 images leave only 3×4 features after layer3: NetVLAD aggregates layer2's 6×8 instead
-        # and starts from a soft assignment (see NetVLAD.init_from_features)
-        "methods": {"netvlad": {"model.backbone_stage": 2, "model.options": {"sharpness": 3.0}}},
     },
     # The paper's setting (TSCM release defaults): 224×224, ResNet-50 cut after layer3 (stride 16),
     # Adam 1e-5, weight decay 1e-3, γ 0.99, 8 tuples of 10 negatives, up to 200 epochs, patience 10.
@@ -195,10 +204,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.image_size": (224, 224),
         "model.backbone": "resnet50",
         "model.backbone_stage": 3,
-        "model.options": {"clusters": 64},
         "eval.batch_size": 32,
     },
 }
+# A method's own values for a preset (its model sizes, say) are registered with the method
+# (``register_method(..., presets={"demo": {...}})``) and applied over these.
 
 
 def apply(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
@@ -237,26 +247,27 @@ def check_against_file(given: dict[str, Any], from_file: dict[str, Any]) -> None
             raise ConfigError(f"{flag} {mine} contradicts the checkpoint, which holds {value}; drop {flag}")
 
 
-def register_preset(method: str, preset: str, values: dict[str, Any]) -> None:
-    """A method's own values for a preset (plugins call this at load time: their models' sizes)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"preset {preset!r} is not one of {', '.join(PRESETS)}")
-    PRESETS[preset].setdefault("methods", {}).setdefault(method, {}).update(values)
+def method_presets(method: str) -> dict[str, dict[str, Any]]:
+    """The preset values a method (or pipeline) registered; none for an unknown name (it fails later,
+    where the name is looked up)."""
+    from vpr_bench.registry import METHODS, PIPELINES
+
+    for registry in (PIPELINES, METHODS):
+        if method in registry:
+            return registry.get(method).attributes.get("presets", {})
+    return {}
 
 
 def resolve(preset: str, overrides: dict[str, Any], from_file: dict[str, Any] | None = None) -> RunConfig:
     """Preset values, then the method's own preset values, then what a checkpoint file decides
     (``from_file``: its architecture, input size, preprocessing), then the given ``overrides``. A model
     setting given that contradicts the file fails."""
-    from vpr_bench.registry import _ensure_loaded
-
-    _ensure_loaded()  # plugins may add per-method preset values
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not one of {', '.join(PRESETS)}")
-    values = copy.deepcopy(PRESETS[preset])
-    per_method = values.pop("methods", {})
-    cfg = apply(RunConfig(preset=preset), values)
-    apply(cfg, per_method.get(overrides.get("model.method") or cfg.model.method, {}))
+    cfg = apply(RunConfig(preset=preset), copy.deepcopy(PRESETS[preset]))
+    apply(
+        cfg, copy.deepcopy(method_presets(overrides.get("model.method") or cfg.model.method).get(preset, {}))
+    )
     if from_file:
         check_against_file(overrides, from_file)
         apply(cfg, {k: v for k, v in from_file.items() if k != "model.options"})

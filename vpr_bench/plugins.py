@@ -18,7 +18,7 @@ import types
 from dataclasses import dataclass
 from importlib import metadata
 
-from vpr_bench.registry import ALL_REGISTRIES, register_builtins, registration_source
+from vpr_bench.registry import ALL_REGISTRIES, registration_source
 
 GROUP = "vpr_bench.plugins"
 log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ _statuses: list[PluginStatus] | None = None
 
 
 def load_plugins(reload: bool = False) -> list[PluginStatus]:
-    """Load every plugin once; return what happened to each."""
+    """Load every plugin once; return what happened to each. The built-ins must be registered first
+    (``vpr_bench.load_all`` does both, in that order), so a plugin can never take a built-in's name."""
     global _statuses
     if _statuses is not None and not reload:
         return _statuses
-    register_builtins()  # first, so a plugin can never take a built-in's name
     _statuses = [_load_one(ep) for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name)]
     return _statuses
 

@@ -3,6 +3,10 @@
 Modelled on timm's ``@register_model`` / ``create_model``: a decorator registers a builder under a name
 with a one-line description; ``build(name, ...)`` calls it. Each entry remembers where it came from
 ("built-in" or "plugin:<name>") so ``vpr-bench list`` can say so and name clashes name both sides.
+
+The registries are pure containers: they import nothing of the package and load nothing by
+themselves. They are filled at one entry point — ``vpr_bench.load_all()`` (the CLI calls it; so does a
+library user) — which imports the built-ins and then the plugins, once.
 """
 
 from __future__ import annotations
@@ -71,7 +75,6 @@ class Registry:
 
     def resolve(self, spec: str) -> tuple[Entry, str | None]:
         """The entry for ``spec`` and, for a family (``name:arg``), its argument."""
-        _ensure_loaded()
         if spec in self._entries and not spec.endswith(":"):
             return self._entries[spec], None
         prefix, sep, argument = spec.partition(":")
@@ -93,14 +96,12 @@ class Registry:
         return entry.builder(*args, **kwargs)
 
     def entries(self) -> list[Entry]:
-        _ensure_loaded()
         return sorted(self._entries.values(), key=lambda e: e.name)
 
     def display_names(self) -> list[str]:
         return [e.name + "<path>" if e.name.endswith(":") else e.name for e in self.entries()]
 
     def __contains__(self, name: str) -> bool:
-        _ensure_loaded()
         return name in self._entries
 
     def remove_source(self, source: str) -> None:
@@ -141,29 +142,3 @@ register_metric = METRICS.register
 register_loss = LOSSES.register
 register_kd_loss = KD_LOSSES.register
 register_pipeline = PIPELINES.register
-
-_loading = False
-_loaded = False
-
-
-def register_builtins() -> None:
-    """Import the modules that register the built-ins (idempotent: Python imports a module once)."""
-    import vpr_bench.datasets  # noqa: F401
-    import vpr_bench.evaluation.metrics  # noqa: F401
-    import vpr_bench.losses  # noqa: F401
-    import vpr_bench.methods  # noqa: F401
-
-
-def _ensure_loaded() -> None:
-    """Register the built-ins, then the plugins, once, on first use of any registry."""
-    global _loading, _loaded
-    if _loaded or _loading:
-        return
-    _loading = True
-    try:
-        from vpr_bench.plugins import load_plugins
-
-        load_plugins()
-        _loaded = True
-    finally:
-        _loading = False

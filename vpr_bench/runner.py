@@ -13,11 +13,13 @@ import torch
 from vpr_bench import distributed
 from vpr_bench.checkpoints import MethodCheckpoint, load_weights, read_method_checkpoint
 from vpr_bench.config import RunConfig
-from vpr_bench.datasets import DatasetOptions, Split, build_dataset
+from vpr_bench.datasets import Split, load_split
 from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.engine import evaluate, resolve_device
 from vpr_bench.methods import build_method
+from vpr_bench.registry import METHODS, PIPELINES
 from vpr_bench.results.store import new_run_dir, write_record
+from vpr_bench.training import fitting
 
 log = logging.getLogger("vpr_bench")
 
@@ -28,20 +30,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_split(cfg: RunConfig, split: str) -> tuple[str, Split]:
-    options = DatasetOptions(
-        cfg.data.data_root,
-        cfg.data.struct_dir,
-        cfg.data.layout,
-        cfg.data.pos_radius,
-        cfg.data.train_pos_radius,
-    )
-    dataset = build_dataset(cfg.data.dataset, options)
-    loaded = dataset.split(split, options)
-    loaded.validate()
-    return dataset.name, loaded
-
-
 def attach_log(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -50,37 +38,34 @@ def attach_log(run_dir: Path) -> logging.Handler:
 
 
 def fit_from_data(
-    model, cfg: RunConfig, device, train: Split | None = None, hooks: tuple = ("initialise",)
+    model, cfg: RunConfig, device, train: Split | None = None, phases: tuple = ("initialise",)
 ) -> bool:
-    """Run a method's data-driven fitting hooks on the training database; whether any ran.
-
-    ``initialise(database_paths, cfg, device)`` runs before training (NetVLAD: k-means centroids);
-    ``finalise(...)`` after it, on the best weights (NetVLAD: PCA-whitening, which training bypasses).
-    Both are part of building the architecture, not training: an ``--untrained`` model gets both, when
-    the dataset has a training split. ``train``: the already loaded training split, if the caller has it.
-    """
-    found = [getattr(model, hook) for hook in hooks if callable(getattr(model, hook, None))]
-    if not found:
+    """Fit what a ``FittedFromData`` model takes from data (``vpr_bench.training.fitting``) on the
+    training database; whether anything was fitted. ``initialise`` runs before training (NetVLAD:
+    k-means centroids), ``finalise`` after it on the best weights (NetVLAD: PCA-whitening); an
+    ``--untrained`` model gets both when the dataset has a training split. ``train``: the training split
+    if the caller has it loaded."""
+    if not fitting.fits_from_data(model):
+        return False
+    if phases == ("finalise",) and not model.whitening_dim:
         return False
     try:
-        train = train or load_split(cfg, "train")[1]
+        train = train or load_split(cfg.data, "train")[1]
     except VPRBenchError as exc:
         log.warning(
             "%s: no training split to fit %s from (%s); keeping its random initialisation",
             cfg.model.method,
-            "/".join(hooks),
+            "/".join(phases),
             exc,
         )
         return False
-    for hook in found:
-        hook(train.database_paths, cfg, device)
+    for phase in phases:
+        getattr(fitting, phase)(model, train.database_paths, cfg, device)
     return True
 
 
 def record_header(cfg: RunConfig, dataset: str, command: str, weights: str, trained: bool) -> dict:
     """The fields every run record starts with (``plugin``: where the method comes from)."""
-    from vpr_bench.registry import METHODS, PIPELINES
-
     registry = PIPELINES if cfg.model.method in PIPELINES else METHODS
     return {
         "method": cfg.model.method,
@@ -117,32 +102,55 @@ def evaluate_run(
     device = resolve_device(cfg.eval.device)
     if checkpoint is not None and not isinstance(checkpoint, MethodCheckpoint):
         checkpoint = read_method_checkpoint(cfg.model.method, checkpoint)  # fails before the data is read
-    dataset_name, split = load_split(cfg, cfg.eval.split)
+    dataset_name, split = load_split(cfg.data, cfg.eval.split)
     if checkpoint:
         model = load_model(cfg, checkpoint)
+        weights = checkpoint.description
     else:
         model = build_method(cfg.model)
-        fit_from_data(model, cfg, device, hooks=("initialise", "finalise"))
-    run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
+        fit_from_data(model, cfg, device, phases=("initialise", "finalise"))
+        weights = getattr(model, "backbone_facts", {}).get("weights", "unknown")
+    return evaluate_and_record(
+        cfg, model, split, dataset_name, device, weights, trained=bool(checkpoint), command=command
+    )
+
+
+def evaluate_and_record(
+    cfg: RunConfig,
+    model,
+    split: Split,
+    dataset_name: str,
+    device,
+    weights: str,
+    trained: bool,
+    command: str = "eval",
+    database_model=None,
+    extra: dict | None = None,
+    method: str | None = None,
+) -> Path:
+    """The one evaluation path of every method, symmetric or asymmetric (``database_model``: the
+    database described by another model): a new run folder with run.log, config.json (with argv) and the
+    record; the run folder."""
+    method = method or cfg.model.method
+    run_dir = new_run_dir(cfg.out, dataset_name, method)
     handler = attach_log(run_dir)
     try:
         log.info(
             "%s: %s on %s/%s (%d database, %d queries), run %s",
             command,
-            cfg.model.method,
+            method,
             dataset_name,
             split.name,
             split.num_database,
             split.num_queries,
             run_dir,
         )
-        result = evaluate(model, split, cfg, device, run_dir)
-        facts = getattr(model, "backbone_facts", {})
-        weights = checkpoint.description if checkpoint else facts.get("weights", "unknown")
-        record = {**record_header(cfg, dataset_name, command, weights, bool(checkpoint)), **result}
+        result = evaluate(model, split, cfg, device, run_dir, database_model=database_model)
+        record = {**record_header(cfg, dataset_name, command, weights, trained), **result, **(extra or {})}
+        if method != cfg.model.method:
+            record["method"] = method
         write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
-        m = result["metrics"]
-        log.info("%s", "  ".join(f"{k} {v:.2f}" for k, v in m.items()))
+        log.info("%s", "  ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items()))
     finally:
         log.removeHandler(handler)
         handler.close()
@@ -155,8 +163,8 @@ def train_run(
     """Train a method (mining + triplets, early stopping on val R@1), then test its best weights.
 
     With ``resume`` (a run folder) the run's own config.json is used and training continues from its
-    last checkpoint in the same folder. A model with a ``build_trainer(cfg, train, val, device, run_dir)``
-    method supplies its own ``Trainer`` subclass (distillation). ``extra``: fields added to the record.
+    last checkpoint in the same folder. A method registered with ``trainer=`` is trained by that
+    ``Trainer`` subclass (distillation). ``extra``: fields added to the record.
     """
     import json
     import time
@@ -181,9 +189,9 @@ def train_run(
         cfg.quiet = True  # one set of progress bars and logs: rank 0's
     seed_everything(cfg.seed)
     device = resolve_device(cfg.eval.device)
-    dataset_name, train = load_split(cfg, "train")
-    _, val = load_split(cfg, "val")
-    _, test = load_split(cfg, cfg.eval.split)
+    dataset_name, train = load_split(cfg.data, "train")
+    _, val = load_split(cfg.data, "val")
+    _, test = load_split(cfg.data, cfg.eval.split)
     model = build_method(cfg.model)
     if resume is None:
         if main:
@@ -193,11 +201,8 @@ def train_run(
         run_dir = Path(distributed.broadcast(str(run_dir) if main else None))
     handler = attach_log(run_dir) if main else logging.NullHandler()
     try:
-        build_trainer = getattr(model, "build_trainer", None)
-        if build_trainer is not None:
-            trainer = build_trainer(cfg, train, val, device, run_dir)
-        else:
-            trainer = Trainer(model, cfg, train, val, device, run_dir)
+        trainer_class = METHODS.get(cfg.model.method).attributes.get("trainer") or Trainer
+        trainer = trainer_class(model, cfg, train, val, device, run_dir)
         if resume is None:
             log.info(
                 "train: %s on %s (%d database, %d queries), run %s",
@@ -222,7 +227,7 @@ def train_run(
         if not main:  # rank 0 tests the best weights and writes the record
             return run_dir
         ckpt.load_best(model, run_dir)
-        if fit_from_data(model, cfg, device, train, hooks=("finalise",)):  # e.g. NetVLAD's whitening
+        if fit_from_data(model, cfg, device, train, phases=("finalise",)):  # e.g. NetVLAD's whitening
             ckpt.save_weights(run_dir / ckpt.BEST, model)
         result = evaluate(model, test, cfg, device, run_dir)
         facts = getattr(model, "backbone_facts", {})

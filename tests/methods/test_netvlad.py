@@ -46,16 +46,17 @@ def test_netvlad_whitening_is_fitted_after_initialisation_not_before(synthetic_r
     cfg = tiny_config(**{"model.method": "netvlad", "data.dataset": f"folder:{synthetic_root}"})
     cfg.model.options = {"clusters": 4, "pca_dim": 16}
     model = build_method(cfg.model).eval()
-    from vpr_bench.runner import load_split
+    from vpr_bench.datasets import load_split
+    from vpr_bench.training import fitting
 
-    _, train = load_split(cfg, "train")
+    _, train = load_split(cfg.data, "train")
     before = model.pool.centroids.detach().clone()
-    model.initialise(train.database_paths, cfg, torch.device("cpu"))
+    fitting.initialise(model, train.database_paths, cfg, torch.device("cpu"))
     assert not torch.equal(before, model.pool.centroids)
     # training and mining see the VLAD descriptor: no whitening yet
     assert not bool(model.whitening_fitted) and model.descriptor_dim == 4 * model.pool.dim
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, model.descriptor_dim)
-    model.finalise(train.database_paths, cfg, torch.device("cpu"))
+    fitting.finalise(model, train.database_paths, cfg, torch.device("cpu"))
     out = model.eval()(torch.randn(2, 3, 32, 32))
     assert bool(model.whitening_fitted) and out.shape == (2, 16) and model.descriptor_dim == 16
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))

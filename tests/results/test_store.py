@@ -53,3 +53,21 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
+
+
+def test_writing_the_record_keeps_the_runs_pipeline_link_and_first_command(tmp_path):
+    """A student resumed after a failed record write keeps its teacher link and its original argv."""
+    import json
+
+    from vpr_bench._io import atomic_write_json
+    from vpr_bench.results.store import write_record
+
+    run = tmp_path / "run"
+    run.mkdir()
+    link = {"pipeline": {"role": "student", "teacher_run": "results/x/tscm-teacher/1"}}
+    atomic_write_json(run / "config.json", {"argv": ["vpr-bench", "run"], "seed": 1, "record_extra": link})
+    write_record(run, {"argv": ["vpr-bench", "run", "--resume", str(run)], "seed": 1}, {"metrics": {}})
+    config = json.loads((run / "config.json").read_text())
+    assert config["record_extra"] == link
+    assert config["argv"] == ["vpr-bench", "run"] and config["resume_argv"][-2:] == ["--resume", str(run)]
+    assert "environment" in config

@@ -111,11 +111,11 @@ def test_a_10m_evaluation_radius_leaves_training_negatives_beyond_25m(synthetic_
     """``--pos-radius 10`` (the release's evaluation protocol) changes the evaluation ground truth only."""
 
     from tests.conftest import tiny_config
-    from vpr_bench.runner import load_split
+    from vpr_bench.datasets import load_split
     from vpr_bench.training.trainer import Trainer
 
     cfg = tiny_config(**{"data.data_root": str(synthetic_root), "data.pos_radius": 10.0})
-    _, train_split = load_split(cfg, "train")
+    _, train_split = load_split(cfg.data, "train")
     assert train_split.ground_truth(cfg.data.pos_radius).radius == 10.0
     from vpr_bench.methods import build_method
 

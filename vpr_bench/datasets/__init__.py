@@ -1,5 +1,6 @@
 """Dataset readers. Importing this package registers the built-in ones."""
 
+from vpr_bench.config import DataConfig
 from vpr_bench.datasets import folder, lists, netvlad_mat, synthetic  # noqa: F401  (registration)
 from vpr_bench.datasets.base import DatasetOptions, VPRDataset, default_data_dir
 from vpr_bench.datasets.ground_truth import GroundTruth
@@ -12,4 +13,24 @@ def build_dataset(spec: str, options: DatasetOptions | None = None) -> VPRDatase
     return DATASETS.build(spec, options or DatasetOptions())
 
 
-__all__ = ["DatasetOptions", "GroundTruth", "Split", "VPRDataset", "build_dataset", "default_data_dir"]
+def load_split(data: DataConfig, split: str) -> tuple[str, Split]:
+    """The dataset's ``split`` as ``data`` configures it, checked (images present and readable);
+    (dataset name, split)."""
+    options = DatasetOptions(
+        data.data_root, data.struct_dir, data.layout, data.pos_radius, data.train_pos_radius
+    )
+    dataset = build_dataset(data.dataset, options)
+    loaded = dataset.split(split, options)
+    loaded.validate()
+    return dataset.name, loaded
+
+
+__all__ = [
+    "DatasetOptions",
+    "GroundTruth",
+    "Split",
+    "VPRDataset",
+    "build_dataset",
+    "default_data_dir",
+    "load_split",
+]

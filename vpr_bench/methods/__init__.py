@@ -1,18 +1,33 @@
-"""Methods: builders that turn a ``ModelConfig`` into a descriptor network. Importing registers them."""
+"""Methods: builders that turn a ``ModelConfig`` into a descriptor network (the contract:
+``vpr_bench.methods.base``). Importing registers the built-in ones."""
 
 from torch import nn
 
 from vpr_bench.config import ModelConfig
+from vpr_bench.errors import ConfigError
 from vpr_bench.methods import gem, netvlad  # noqa: F401  (registration)
+from vpr_bench.options import NoOptions, parse
 from vpr_bench.registry import METHODS
+
+
+def check_model_config(cfg: ModelConfig, registry=METHODS):
+    """The typed options of ``cfg.method`` (a method, or a pipeline with ``registry=PIPELINES``), after
+    checking them and ``--descriptor-dim``; fails before any work, in one line."""
+    entry = registry.get(cfg.method)
+    options = parse(entry.attributes.get("options", NoOptions), cfg.options, cfg.method)
+    if cfg.descriptor_dim is not None and not entry.attributes.get("descriptor_dim", False):
+        hint = entry.attributes.get("descriptor_dim_hint", "drop it")
+        raise ConfigError(f"--descriptor-dim: {cfg.method} cannot set its descriptor size; {hint}")
+    return options
 
 
 def build_method(cfg: ModelConfig) -> nn.Module:
     """The method's network: ``images (B, 3, H, W) → L2-normalised descriptors (B, D)``."""
-    model = METHODS.build(cfg.method, cfg)
+    options = check_model_config(cfg)
+    model = METHODS.get(cfg.method).builder(cfg, options)
     if not isinstance(getattr(model, "descriptor_dim", None), int):
         raise TypeError(f"method {cfg.method!r} must return a module with an int 'descriptor_dim'")
     return model
 
 
-__all__ = ["build_method"]
+__all__ = ["build_method", "check_model_config"]

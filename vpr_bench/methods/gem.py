@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from vpr_bench.config import ModelConfig
 from vpr_bench.layers import GeM, L2Norm
 from vpr_bench.methods.backbones import create_backbone
+from vpr_bench.options import option
 from vpr_bench.registry import register_method
+
+
+@dataclass(frozen=True)
+class GeMOptions:
+    p: float = option(3.0, "initial GeM exponent (learnable)")
 
 
 class GeMNet(nn.Module):
@@ -25,9 +33,14 @@ class GeMNet(nn.Module):
         return self.norm(self.fc(self.pool(features)))
 
 
-@register_method("gem", "timm backbone + GeM pooling (+ optional FC) + L2 (Radenović et al. 2019)")
-def gem(cfg: ModelConfig) -> GeMNet:
+@register_method(
+    "gem",
+    "timm backbone + GeM pooling (+ optional FC) + L2 (Radenović et al. 2019)",
+    options=GeMOptions,
+    descriptor_dim=True,  # an FC layer after GeM
+)
+def gem(cfg: ModelConfig, options: GeMOptions) -> GeMNet:
     backbone, facts = create_backbone(cfg.backbone, cfg.pretrained, cfg.pretrained_file, cfg.backbone_stage)
-    model = GeMNet(backbone, facts["channels"], cfg.descriptor_dim)
+    model = GeMNet(backbone, facts["channels"], cfg.descriptor_dim, options.p)
     model.backbone_facts = facts
     return model

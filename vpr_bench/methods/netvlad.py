@@ -1,25 +1,42 @@
 """``netvlad``: timm backbone (conv features) + NetVLAD + optional PCA-whitening.
 
-Centroids are initialised by faiss k-means on local features sampled from the training database
-(``initialise``, called by the runner before training and for ``--untrained`` evaluation). With
-``--pca-dim D`` the descriptor is PCA-whitened to D dimensions (``finalise``, called after training on
-the best weights, and for ``--untrained`` evaluation): as in NetVLAD, training and mining see the
-un-whitened VLAD descriptor, and the whitening is fitted on the trained model's descriptors.
+The model only takes arrays (``FittedFromData``): centroids from sampled local features
+(``init_from_features``), a whitening matrix (``set_whitening``). The training package decides when:
+k-means before training (and for ``--untrained`` evaluation), PCA-whitening after it on the best weights
+— as in NetVLAD, training and mining see the un-whitened VLAD descriptor (``vpr_bench.training.fitting``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from vpr_bench.config import ModelConfig
-from vpr_bench.datasets.images import ImageList, model_transform
 from vpr_bench.layers import NetVLAD
 from vpr_bench.methods.backbones import create_backbone
+from vpr_bench.options import option
 from vpr_bench.registry import register_method
+
+
+@dataclass(frozen=True)
+class NetVLADOptions:
+    clusters: int = option(64, "NetVLAD clusters K (descriptor: K × backbone channels)")
+    pca_dim: int | None = option(None, "PCA-whiten the descriptor to this size after training")
+    sharpness: float = option(
+        100.0, "initial soft assignment: nearest centroid this many times as likely as the second"
+    )
+
+    def __post_init__(self):
+        if self.clusters < 1:
+            raise ValueError("clusters must be ≥ 1")
+        if self.pca_dim is not None and self.pca_dim < 1:
+            raise ValueError("pca_dim must be ≥ 1")
+        if self.sharpness <= 1:
+            raise ValueError("sharpness must be > 1")
 
 
 class NetVLADNet(nn.Module):
@@ -52,74 +69,42 @@ class NetVLADNet(nn.Module):
             return F.normalize(self.whiten(vlad), dim=1)
         return vlad
 
-    def _local_features(self, paths, cfg, device, per_image: int, max_images: int) -> np.ndarray:
-        rng = np.random.default_rng(cfg.seed)
-        picks = rng.choice(len(paths), size=min(max_images, len(paths)), replace=False)
-        transform = model_transform(self, cfg.data.image_size, cfg.data.preprocess)
-        loader = DataLoader(
-            ImageList([paths[i] for i in picks], transform),
-            batch_size=cfg.eval.batch_size,
-            num_workers=cfg.eval.num_workers,
-        )
-        chunks = []
-        self.eval().to(device)
-        with torch.inference_mode():
-            for images, _ in loader:
-                maps = self.backbone(images.to(device))[-1]  # (B, C, h, w)
-                local = maps.flatten(2).transpose(1, 2).cpu().numpy()  # (B, h·w, C)
-                take = rng.choice(local.shape[1], size=min(per_image, local.shape[1]), replace=False)
-                chunks.append(local[:, take].reshape(-1, local.shape[2]))
-        return np.concatenate(chunks)
+    # ---- FittedFromData -------------------------------------------------------------------------
+    def local_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)[-1].flatten(2).transpose(1, 2)  # (B, h·w, C)
 
-    def initialise(self, database_paths, cfg, device, per_image: int = 50, max_images: int = 500) -> None:
-        """k-means centroids from the training database."""
-        features = self._local_features(database_paths, cfg, device, per_image, max_images)
-        self.pool.init_from_features(features, seed=cfg.seed, sharpness=self.sharpness)
+    def init_from_features(self, features: np.ndarray, seed: int) -> None:
+        """k-means centroids (faiss) and the initial soft assignment (see ``NetVLAD``)."""
+        self.pool.init_from_features(features, seed=seed, sharpness=self.sharpness)
 
-    def finalise(self, database_paths, cfg, device, max_images: int = 5000) -> None:
-        """PCA-whitening (faiss ``PCAMatrix``, eigen power −½) fitted on training-database descriptors;
-        nothing without ``pca_dim``."""
+    @property
+    def whitening_dim(self) -> int | None:
+        return self.pca_dim
+
+    def set_whitening(self, matrix: np.ndarray | None, bias: np.ndarray | None) -> None:
         if not self.pca_dim:
-            return
-        import faiss
-
-        from vpr_bench.evaluation.descriptors import extract
-
-        rng = np.random.default_rng(cfg.seed)
-        picks = rng.choice(len(database_paths), size=min(max_images, len(database_paths)), replace=False)
-        self.whitening_fitted.fill_(False)
-        transform = model_transform(self, cfg.data.image_size, cfg.data.preprocess)
-        vlad, _ = extract(
-            self,
-            [database_paths[i] for i in picks],
-            transform,
-            device,
-            cfg.eval.batch_size,
-            cfg.eval.num_workers,
-            desc="whitening",
-            quiet=cfg.quiet,
-        )
-        if len(vlad) <= self.pca_dim:
-            raise ValueError(f"--pca-dim {self.pca_dim} needs more than {self.pca_dim} training images")
-        pca = faiss.PCAMatrix(vlad.shape[1], self.pca_dim, -0.5)
-        pca.train(np.ascontiguousarray(vlad))
-        matrix = faiss.vector_to_array(pca.A).reshape(pca.d_out, pca.d_in)  # y = A x + b
-        bias = faiss.vector_to_array(pca.b)
+            raise ValueError("this NetVLAD has no whitening layer (pca_dim is not set)")
         with torch.no_grad():
-            self.whiten.weight.copy_(torch.from_numpy(matrix))
-            self.whiten.bias.copy_(torch.from_numpy(bias))
+            if matrix is None:
+                self.whitening_fitted.fill_(False)
+                return
+            self.whiten.weight.copy_(torch.as_tensor(matrix, dtype=torch.float32))
+            self.whiten.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
             self.whitening_fitted.fill_(True)
 
 
-@register_method("netvlad", "timm backbone + NetVLAD (k-means initialised) + optional PCA-whitening")
-def netvlad(cfg: ModelConfig) -> NetVLADNet:
+@register_method(
+    "netvlad",
+    "timm backbone + NetVLAD (k-means initialised) + optional PCA-whitening",
+    options=NetVLADOptions,
+    descriptor_dim=False,
+    descriptor_dim_hint="its size is clusters × channels; use --model-option pca_dim=N (--pca-dim) to whiten",
+    # 48×64 images leave only 3×4 features after layer3: the demo aggregates layer2's 6×8 instead, with 16
+    # clusters, and starts from a soft assignment (see NetVLAD.init_from_features)
+    presets={"demo": {"model.backbone_stage": 2, "model.options": {"clusters": 16, "sharpness": 3.0}}},
+)
+def netvlad(cfg: ModelConfig, options: NetVLADOptions) -> NetVLADNet:
     backbone, facts = create_backbone(cfg.backbone, cfg.pretrained, cfg.pretrained_file, cfg.backbone_stage)
-    model = NetVLADNet(
-        backbone,
-        facts["channels"],
-        int(cfg.options.get("clusters", 64)),
-        cfg.options.get("pca_dim"),
-        float(cfg.options.get("sharpness", 100.0)),
-    )
+    model = NetVLADNet(backbone, facts["channels"], options.clusters, options.pca_dim, options.sharpness)
     model.backbone_facts = facts
     return model

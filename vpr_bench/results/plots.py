@@ -125,8 +125,8 @@ def retrieval_grid(
 ) -> Path:
     """Each row a query and its top-``top`` database images: green border = correct, red = wrong."""
     from vpr_bench.config import RunConfig
+    from vpr_bench.datasets import load_split
     from vpr_bench.evaluation.metrics import hits
-    from vpr_bench.runner import load_split
 
     run_dir = Path(run_dir)
     try:
@@ -137,7 +137,7 @@ def retrieval_grid(
     except (OSError, ValueError, KeyError) as exc:
         raise VPRBenchError(f"plot retrievals: {run_dir} is not a finished run folder ({exc})") from None
     split_name = (record.get("protocol") or {}).get("split", cfg.eval.split)
-    _, split = load_split(cfg, split_name)
+    _, split = load_split(cfg.data, split_name)
     gt = split.ground_truth(cfg.data.pos_radius).subset(query_index)
     top = min(top, predictions.shape[1])
     correct = hits(predictions[:, :top], gt)  # (Q, top)

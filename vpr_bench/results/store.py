@@ -65,8 +65,20 @@ def environment() -> dict:
 
 
 def write_record(run_dir: Path, config: dict, record: dict) -> None:
-    """Write config.json then metrics.json (the record's presence marks a finished run)."""
-    atomic_write_json(run_dir / "config.json", {**config, "environment": environment()})
+    """Write config.json then metrics.json (the record's presence marks a finished run).
+
+    A config.json the run already has (written when training started) is completed, not replaced: its
+    ``argv`` and its ``record_extra`` (e.g. a student's pipeline link) stay; a resumed run's command goes
+    to ``resume_argv``."""
+    path = run_dir / "config.json"
+    try:
+        existing = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        existing = {}
+    merged = {**existing, **config}
+    if "argv" in existing and config.get("argv") not in (None, existing["argv"]):
+        merged["argv"], merged["resume_argv"] = existing["argv"], config["argv"]
+    atomic_write_json(path, {**merged, "environment": environment()})
     record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_dir.name,

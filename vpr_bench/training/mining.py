@@ -142,8 +142,10 @@ def draw_negatives(allowed: np.ndarray, samples: int, rng: np.random.Generator) 
     take = min(samples, columns)
     keys = rng.random((rows, columns), dtype=np.float32)
     keys[~allowed] = 2.0  # never among the smallest while an allowed column is left
-    picked = np.argpartition(keys, take - 1, axis=1)[:, :take] if take < columns else np.tile(
-        np.arange(columns), (rows, 1)
+    picked = (
+        np.argpartition(keys, take - 1, axis=1)[:, :take]
+        if take < columns
+        else np.tile(np.arange(columns), (rows, 1))
     )
     picked = np.where(np.take_along_axis(allowed, picked, axis=1), picked, -1)
     if take < samples:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from vpr_bench import load_all
 from vpr_bench.testing import TINY_CLI, isolated_cwd, synthetic_root  # noqa: F401
 
 # Tiny teacher/student: timm's test_resnet (cut after stage 3, 192 channels) and test_vit (64-d tokens).
@@ -24,3 +25,6 @@ def tiny_cli() -> list[str]:
     """The same, as CLI options, with 32×32 images, no workers, CPU, quiet."""
     options = [f"--model-option={k}={v}" for k, v in TINY["model.options"].items()]
     return [*TINY_CLI, "--backbone-stage", "3", "--descriptor-dim", "256", *options]
+
+
+load_all()  # the registries are filled at the entry points: for the tests, here

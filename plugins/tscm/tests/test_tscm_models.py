@@ -47,7 +47,9 @@ def test_release_vit_variant_and_release_reshape_run(build):
 def test_bad_descriptor_dim_and_unknown_option_fail_clearly(build):
     with pytest.raises(ConfigError, match="--descriptor-dim 100"):
         build("tscm-teacher", **{"model.descriptor_dim": 100})
-    with pytest.raises(ConfigError, match="'heads_typo' is not a tscm option"):
+    with pytest.raises(
+        ConfigError, match="'heads_typo' is not an option of tscm-student; valid: clusters, dropout, heads"
+    ):
         build("tscm-student", **{"model.options": {"heads_typo": 3}})
 
 
@@ -65,3 +67,15 @@ def test_paper_size_parameter_counts_match_the_paper():
     assert teacher.descriptor_dim == student.descriptor_dim == 2048
     assert count(teacher) == pytest.approx(125.0, abs=0.1)
     assert count(student) == pytest.approx(12.7, abs=0.1)
+
+
+def test_descriptor_dim_is_honoured_by_both_tscm_models(build):
+    for method in ("tscm-teacher", "tscm-student"):
+        assert build(method, **{"model.descriptor_dim": 208}).descriptor_dim == 208  # 192 + 16
+
+
+def test_tscm_options_are_typed(build):
+    with pytest.raises(ConfigError, match="width 30 must be a multiple of heads 4"):
+        build("tscm-teacher", **{"model.options": {"width": 30, "heads": 4}})
+    with pytest.raises(ConfigError, match="vit_variant must be timm or release"):
+        build("tscm-student", **{"model.options": {"vit_variant": "other"}})

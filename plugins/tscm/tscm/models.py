@@ -22,40 +22,36 @@ from vpr_bench.config import ModelConfig
 from vpr_bench.errors import ConfigError
 from vpr_bench.layers import GeM
 from vpr_bench.methods.backbones import create_backbone, create_timm_model
+from vpr_bench.options import option
 
 
 @dataclass(frozen=True)
 class TSCMOptions:
-    """``ModelConfig.options`` of the tscm methods (``--model-option key=value``)."""
+    """``--model-option key=value`` of the tscm methods (teacher, student and the pipeline share them)."""
 
-    vit: str = "vit_base_patch16_224"
-    width: int = 512  # common token width of the two teacher branches
-    heads: int = 4
-    clusters: int = 64
-    dropout: float = 0.1
-    patch_dim: int = 768  # student patch-embedding width
-    patch_size: int = 16
-    # "release": the release's ViT — ``nn.Sequential(children[:-1])`` of timm's model skips the class
-    # token and the position embedding but applies the final LayerNorm; the paper's 125.0 M parameters
-    # are counted that way. "timm": timm's own forward_features (class token, position embedding, final
-    # norm), the patch tokens kept.
-    vit_variant: str = "timm"
-    release_reshape: bool = False  # NetVLADLoupe's sample reinterpretation (see NetVLADLoupe)
-    vit_pretrained: bool | None = None  # None → as --pretrained (the release: False)
-    vit_patch_size: int | None = None  # None → the ViT's own (16); timm resamples pretrained patch weights
+    vit: str = option("vit_base_patch16_224", "timm ViT of the teacher's second branch")
+    width: int = option(512, "common token width of the two teacher branches")
+    heads: int = option(4, "attention heads of the inter-transformer encoder")
+    clusters: int = option(64, "NetVLADLoupe clusters")
+    dropout: float = option(0.1, "dropout of the inter-transformer encoder")
+    patch_dim: int = option(768, "student patch-embedding width")
+    patch_size: int = option(16, "student patch size (pixels)")
+    vit_variant: str = option(
+        "timm",
+        "timm: forward_features (class token, position embedding, final norm); release: the release's "
+        "Sequential(children[:-1]) (no class token or position embedding, final norm applied)",
+    )
+    release_reshape: bool = option(False, "NetVLADLoupe reads the release's token-major sample chunks")
+    vit_pretrained: bool | None = option(None, "ViT ImageNet weights; none: as --pretrained (release: false)")
+    vit_patch_size: int | None = option(None, "ViT patch size; none: the ViT's own (timm resamples weights)")
 
-    @classmethod
-    def from_config(cls, cfg: ModelConfig) -> TSCMOptions:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(cfg.options) - known - {"pca_dim", "sharpness"})
-        if unknown:
-            raise ConfigError(
-                f"--model-option {unknown[0]!r} is not a tscm option; valid: {', '.join(sorted(known))}"
-            )
-        options = cls(**{k: v for k, v in cfg.options.items() if k in known})
-        if options.vit_variant not in ("timm", "release"):
-            raise ConfigError("--model-option vit_variant must be timm or release")
-        return options
+    def __post_init__(self):
+        if self.vit_variant not in ("timm", "release"):
+            raise ValueError("--model-option vit_variant must be timm or release")
+        if min(self.width, self.heads, self.clusters, self.patch_dim, self.patch_size) < 1:
+            raise ValueError("width, heads, clusters, patch_dim and patch_size must be ≥ 1")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be a multiple of heads {self.heads}")
 
 
 def _split_sizes(descriptor_dim: int | None, channels: int) -> int:
@@ -87,10 +83,9 @@ class _ResNetBranch(nn.Module):
 class TeacherNet(nn.Module):
     """ResNet + ViT branches, inter-transformer fusion, three NetVLADLoupe heads and GeM (paper Fig. 2)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, options: TSCMOptions):
         super().__init__()
-        o = TSCMOptions.from_config(cfg)
-        self.options = o
+        o = self.options = options
         self.resnet = _ResNetBranch(cfg)
         vit_pretrained = cfg.pretrained if o.vit_pretrained is None else o.vit_pretrained
         # global_pool "" keeps the final ``norm`` in forward_features ("avg" would move it to fc_norm,
@@ -134,10 +129,9 @@ class TeacherNet(nn.Module):
 class StudentNet(nn.Module):
     """ResNet + GeM and a patch-embedding NetVLAD branch projected up (paper Sec. III-B)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, options: TSCMOptions):
         super().__init__()
-        o = TSCMOptions.from_config(cfg)
-        self.options = o
+        o = self.options = options
         self.resnet = _ResNetBranch(cfg)
         c = self.resnet.channels
         rest = _split_sizes(cfg.descriptor_dim, c)
@@ -154,10 +148,3 @@ class StudentNet(nn.Module):
         feature_map, resnet_gem = self.resnet(images)
         patches = self.patch_embed(images)  # (B, patch_dim, H/16, W/16)
         return l2n(torch.cat([self.patch_proj(self.patch_vlad(patches)), resnet_gem], dim=1))
-
-    def build_trainer(self, cfg, train, val, device, run_dir):
-        """Distillation from the frozen teacher named by ``cfg.distill.teacher``."""
-        from tscm.trainer import DistillationTrainer, load_teacher
-
-        teacher = load_teacher(cfg)
-        return DistillationTrainer(self, teacher, cfg, train, val, device, run_dir)

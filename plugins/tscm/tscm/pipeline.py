@@ -93,11 +93,10 @@ def evaluate(
     both fresh (random heads, pretrained backbones when available)."""
     from tscm.trainer import load_teacher
     from vpr_bench.checkpoints import load_weights, read_method_checkpoint
-    from vpr_bench.evaluation.engine import evaluate as evaluate_split
+    from vpr_bench.datasets import load_split
     from vpr_bench.evaluation.engine import resolve_device
     from vpr_bench.methods import build_method
-    from vpr_bench.results.store import new_run_dir, write_record
-    from vpr_bench.runner import load_split, record_header, seed_everything
+    from vpr_bench.runner import evaluate_and_record, seed_everything
 
     roles = {query_model, database_model}
     if not roles <= {"teacher", "student"}:
@@ -125,24 +124,21 @@ def evaluate(
                 apply(student_cfg, {k: v for k, v in read.settings.items() if k.startswith("model.")})
             models["student"] = build_method(student_cfg.model)
             load_weights(models["student"], read, STUDENT)
-    dataset_name, split = load_split(cfg, cfg.eval.split)
-    run_dir = new_run_dir(cfg.out, dataset_name, "tscm")
+    dataset_name, split = load_split(cfg.data, cfg.eval.split)
     query, database = models[query_model], models[database_model]
-    result = evaluate_split(
-        query, split, cfg, device, run_dir, database_model=None if query is database else database
+    log.info("tscm eval: queries described by the %s, database by the %s", query_model, database_model)
+    return evaluate_and_record(
+        cfg,
+        query,
+        split,
+        dataset_name,
+        device,
+        weights="untrained" if untrained else f"checkpoint:{checkpoint}",
+        trained=not untrained,
+        database_model=None if query is database else database,
+        extra={
+            "roles": {"query_model": query_model, "database_model": database_model},
+            "distillation": {"teacher": cfg.distill.teacher},
+        },
+        method="tscm",
     )
-    weights = "untrained" if untrained else f"checkpoint:{checkpoint}"
-    record = {
-        **record_header(cfg, dataset_name, "eval", weights, not untrained),
-        **result,
-        "roles": {"query_model": query_model, "database_model": database_model},
-        "distillation": {"teacher": cfg.distill.teacher},
-    }
-    write_record(run_dir, cfg.to_dict(), record)
-    log.info(
-        "tscm eval (queries: %s, database: %s): %s",
-        query_model,
-        database_model,
-        "  ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items()),
-    )
-    return run_dir

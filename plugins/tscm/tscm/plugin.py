@@ -11,12 +11,12 @@ from tscm import (
     losses,  # noqa: F401  (registers the kd losses)
     pipeline,
 )
-from tscm.models import StudentNet, TeacherNet
+from tscm.models import StudentNet, TeacherNet, TSCMOptions
 from tscm.release import read_release_checkpoint
-from vpr_bench.config import ModelConfig, register_preset
+from tscm.trainer import DistillationTrainer
+from vpr_bench.config import ModelConfig
 from vpr_bench.registry import register_method, register_pipeline
 
-METHODS = ("tscm", pipeline.TEACHER, pipeline.STUDENT)
 # The paper: ResNet-50 (layer3, 1024 channels) + ViT-B/16, width 512, 64 clusters, 2048-d descriptors.
 PAPER = {
     "model.backbone": "resnet50",
@@ -43,30 +43,32 @@ DEMO = {
     "train.epochs": 12,
     "train.patience": 12,
 }
-for _method in METHODS:
-    register_preset(_method, "paper", PAPER)
-    register_preset(_method, "demo", DEMO)
+PRESETS = {"paper": PAPER, "demo": DEMO}
+COMMON = {"options": TSCMOptions, "descriptor_dim": True, "presets": PRESETS}
 
 
 @register_method(
     pipeline.TEACHER,
     "TSCM teacher: ResNet + ViT, inter-transformer fusion, NetVLAD + GeM",
     checkpoint_reader=functools.partial(read_release_checkpoint, role="teacher"),
+    **COMMON,
 )
-def tscm_teacher(cfg: ModelConfig) -> TeacherNet:
-    return TeacherNet(cfg)
+def tscm_teacher(cfg: ModelConfig, options: TSCMOptions) -> TeacherNet:
+    return TeacherNet(cfg, options)
 
 
 @register_method(
     pipeline.STUDENT,
     "TSCM student: ResNet + GeM and patch-embedding NetVLAD (distilled)",
     checkpoint_reader=functools.partial(read_release_checkpoint, role="student"),
+    trainer=DistillationTrainer,  # distilled from the frozen teacher named by --teacher
+    **COMMON,
 )
-def tscm_student(cfg: ModelConfig) -> StudentNet:
-    return StudentNet(cfg)
+def tscm_student(cfg: ModelConfig, options: TSCMOptions) -> StudentNet:
+    return StudentNet(cfg, options)
 
 
-@register_pipeline("tscm", "TSCM: train teacher, distil student (cross-metric KD), test both")
+@register_pipeline("tscm", "TSCM: train teacher, distil student (cross-metric KD), test both", **COMMON)
 class TSCMPipeline:
     roles = {"teacher": pipeline.TEACHER, "student": pipeline.STUDENT}
     run = staticmethod(pipeline.run)

@@ -81,9 +81,13 @@ def freeze(model: nn.Module) -> nn.Module:
 
 
 class DistillationTrainer(Trainer):
-    def __init__(self, student, teacher, cfg, train_split, val_split, device, run_dir):
+    """Trains a student against the frozen teacher named by ``cfg.distill.teacher`` (or ``teacher``)."""
+
+    def __init__(
+        self, student, cfg, train_split, val_split, device, run_dir, teacher: nn.Module | None = None
+    ):
         super().__init__(student, cfg, train_split, val_split, device, run_dir)
-        self.teacher = freeze(teacher).to(device)
+        self.teacher = freeze(teacher if teacher is not None else load_teacher(cfg)).to(device)
         if self.teacher.descriptor_dim != student.descriptor_dim:
             raise ConfigError(
                 f"teacher ({self.teacher.descriptor_dim}-d) and student ({student.descriptor_dim}-d) "
