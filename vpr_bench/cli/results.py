@@ -1,0 +1,193 @@
+"""Result commands: ``list`` (what is registered), ``compare`` (leaderboards), ``plot``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vpr_bench.cli._app import cli
+from vpr_bench.cli._options import parse_size, setup_logging
+from vpr_bench.errors import VPRBenchError
+
+
+@cli.command("list")
+@click.option("--method", "method", help="Show this method's options (with defaults) and presets.")
+def list_(method) -> None:
+    """List datasets, methods, metrics and losses, with where each comes from."""
+    from vpr_bench.plugins import plugin_statuses
+    from vpr_bench.registry import ALL_REGISTRIES, METHODS, PIPELINES
+
+    if method:
+        registry = PIPELINES if method in PIPELINES else METHODS
+        entry = registry.get(method)
+        _show_method(entry)
+        return
+
+    for registry in ALL_REGISTRIES:
+        entries = registry.entries()
+        click.echo(f"{registry.plural}:")
+        width = max((len(e.name) + 6 * e.name.endswith(":") for e in entries), default=0)
+        for e in entries:
+            name = e.name + "<path>" if e.name.endswith(":") else e.name
+            click.echo(f"  {name.ljust(width)}  {e.description}  [{e.source}]")
+        click.echo("")
+    statuses = plugin_statuses()
+    click.echo("plugins:" if statuses else "plugins: none installed")
+    for s in statuses:
+        state = "ok" if s.ok else f"FAILED: {s.error}"
+        click.echo(f"  {s.name} ({s.distribution}, {s.target}): {state}")
+
+
+def _show_method(entry) -> None:
+    from vpr_bench.options import NoOptions, describe
+
+    click.echo(f"{entry.name}: {entry.description}  [{entry.source}]")
+    rows = describe(entry.attributes.get("options", NoOptions))
+    click.echo("options (--model-option KEY=VALUE):" if rows else "options: none")
+    width = max((len(f"{name}={default}") for name, default, _ in rows), default=0)
+    for name, default, help_ in rows:
+        click.echo(f"  {f'{name}={default}'.ljust(width)}  {help_}")
+    honoured = entry.attributes.get("descriptor_dim", False)
+    hint = entry.attributes.get("descriptor_dim_hint", "")
+    click.echo(f"--descriptor-dim: {'honoured' if honoured else 'refused (' + hint + ')'}")
+    for preset, values in sorted(entry.attributes.get("presets", {}).items()):
+        click.echo(f"preset {preset}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+@cli.command()
+@click.option("--dataset", "datasets_", multiple=True, help="Only runs on this dataset (repeatable).")
+@click.option("--method", "methods", multiple=True, help="Only runs of this method (repeatable).")
+@click.option(
+    "--all/--best",
+    "all_runs",
+    default=False,
+    help="Every run, or the best run per method and dataset [default: --best].",
+)
+@click.option("--sort", default="R@1", show_default=True, help="Column to sort by (best first).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "csv", "latex", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--output", type=click.Path(), help="Write to this file instead of the terminal.")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
+def compare(datasets_, methods, all_runs, sort, fmt, output, results_dir) -> None:
+    """Leaderboard of recorded runs: one row per method (best run), one column group per dataset."""
+    from vpr_bench._io import atomic_write_text
+    from vpr_bench.results import load_records
+    from vpr_bench.results.table import build_table, render
+
+    setup_logging(False)
+    records = [
+        r
+        for r in load_records(results_dir)
+        if (not datasets_ or r.get("dataset") in datasets_) and (not methods or r.get("method") in methods)
+    ]
+    if not records:
+        raise VPRBenchError(
+            f"no result records in {results_dir}"
+            + (f" for dataset {', '.join(datasets_)}" if datasets_ else "")
+            + (f" for method {', '.join(methods)}" if methods else "")
+        )
+    text = render(build_table(records, best=not all_runs, sort=sort), fmt, width=None if output else 80)
+    if output:
+        atomic_write_text(output, text)
+        click.echo(f"{fmt} written to {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+def _select_runs(results_dir: str, datasets_: tuple, runs: tuple) -> list:
+    """Runs named by id or folder, else the best run per method on the given datasets."""
+    from vpr_bench.results import load_records
+    from vpr_bench.results.table import select
+
+    records = [r for r in load_records(results_dir) if not datasets_ or r.get("dataset") in datasets_]
+    if runs:
+        wanted = {Path(r).name for r in runs}
+        chosen = [r for r in records if r.run_id in wanted or r.run_dir.name in wanted]
+        missing = wanted - {r.run_dir.name for r in chosen}
+        if missing:
+            raise VPRBenchError(f"no finished run {sorted(missing)[0]!r} in {results_dir}")
+        return chosen
+    chosen = [run for row in select(records, best=True) for run in row.runs.values()]
+    if not chosen:
+        raise VPRBenchError(
+            f"no result records in {results_dir}" + (f" for {datasets_[0]}" if datasets_ else "")
+        )
+    return chosen
+
+
+@cli.group()
+def plot() -> None:
+    """Figures for papers: Recall@N curves, retrieval grids, accuracy vs cost (PNG)."""
+
+
+PLOT_OPTIONS = [
+    click.option("--dataset", "datasets_", multiple=True, help="Only runs on this dataset (repeatable)."),
+    click.option("--results", "results_dir", default="results", show_default=True, type=click.Path()),
+    click.option("--output", required=True, type=click.Path(), help="PNG file to write."),
+    click.option(
+        "--size",
+        callback=lambda c, p, v: parse_size(v, "WxH", "800x600"),
+        help="WxH in pixels [default: 800x600].",
+    ),
+]
+
+
+def _plot_runs(draw, datasets_, results_dir, output, size, runs) -> None:
+    setup_logging(False)
+    path = draw(_select_runs(results_dir, datasets_, runs), output, size or (800, 600))
+    click.echo(f"written {path}")
+
+
+def plot_options(func):
+    for option in reversed(PLOT_OPTIONS):
+        func = option(func)
+    return func
+
+
+@plot.command("recall")
+@plot_options
+@click.argument("runs", nargs=-1)
+def plot_recall(datasets_, results_dir, output, size, runs) -> None:
+    """Recall@N curves of RUNS (ids or folders), or of the best run per method."""
+    from vpr_bench.results.plots import recall_curves
+
+    _plot_runs(recall_curves, datasets_, results_dir, output, size, runs)
+
+
+@plot.command("cost")
+@plot_options
+@click.argument("runs", nargs=-1)
+def plot_cost(datasets_, results_dir, output, size, runs) -> None:
+    """R@1 against ms/image, bubble size = parameters: RUNS, or the best run per method."""
+    from vpr_bench.results.plots import cost_accuracy
+
+    _plot_runs(cost_accuracy, datasets_, results_dir, output, size, runs)
+
+
+@plot.command("retrievals")
+@click.argument("run", type=click.Path())
+@click.option("--queries", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--failures", is_flag=True, help="Show queries whose top-1 is wrong first.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which queries are drawn.")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
+@click.option("--output", required=True, type=click.Path(), help="PNG file to write.")
+@click.option(
+    "--size",
+    callback=lambda c, p, v: parse_size(v, "WxH", "800x600"),
+    help="WxH in pixels [default: from the grid].",
+)
+def plot_retrievals(run, queries, top, failures, seed, results_dir, output, size) -> None:
+    """RUN's queries and their top matches (green = correct, red = wrong) with distances."""
+    from vpr_bench.results.plots import retrieval_grid
+
+    setup_logging(False)
+    run_dir = Path(run) if Path(run).is_dir() else _select_runs(results_dir, (), (run,))[0].run_dir
+    path = retrieval_grid(run_dir, output, queries, top, failures, seed, size)
+    click.echo(f"written {path}")
