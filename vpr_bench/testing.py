@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 from PIL import Image
 
 from vpr_bench.config import resolve
@@ -143,3 +144,57 @@ def relative_error(actual, expected) -> float:
 
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-30))
+
+
+# ---- NetVLAD dbStruct files, as the real ones are laid out (tests of the .mat readers) ------------------
+
+NETVLAD_FIELD_ORDER = (
+    "whichSet",
+    "dbImageFns",
+    "utmDb",
+    "qImageFns",
+    "utmQ",
+    "numImages",
+    "numQueries",
+    "posDistThr",
+    "posDistSqThr",
+    "nonTrivPosDistSqThr",
+)
+
+
+def write_db_struct(
+    path: str | Path,
+    which_set: str,
+    db_images: list[str],
+    db_utm: np.ndarray,
+    q_images: list[str],
+    q_utm: np.ndarray,
+    pos_dist: float = 25.0,
+    non_triv_dist: float = 10.0,
+    field_order: tuple[str, ...] = NETVLAD_FIELD_ORDER,
+    extra: dict | None = None,
+) -> None:
+    """Write a NetVLAD dbStruct (MATLAB names, cells of paths, 2×N UTM) in ``field_order``."""
+    values = {
+        "whichSet": which_set,
+        "dbImageFns": _cell(db_images),
+        "utmDb": np.asarray(db_utm, float).T,
+        "qImageFns": _cell(q_images),
+        "utmQ": np.asarray(q_utm, float).T,
+        "numImages": len(db_images),
+        "numQueries": len(q_images),
+        "posDistThr": pos_dist,
+        "posDistSqThr": pos_dist**2,
+        "nonTrivPosDistSqThr": non_triv_dist**2,
+        **(extra or {}),
+    }
+    struct = np.empty((1, 1), dtype=[(name, object) for name in field_order])
+    for name in field_order:
+        struct[0, 0][name] = values[name]
+    scipy.io.savemat(str(path), {"dbStruct": struct})
+
+
+def _cell(strings: list[str]) -> np.ndarray:
+    cell = np.empty((len(strings), 1), dtype=object)
+    cell[:, 0] = strings
+    return cell

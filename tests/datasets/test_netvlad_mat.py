@@ -4,8 +4,9 @@ import scipy.io
 
 from tests.conftest import write_image
 from vpr_bench.datasets import DatasetOptions, build_dataset
-from vpr_bench.datasets.netvlad_mat import read_db_struct, write_db_struct
+from vpr_bench.datasets.netvlad_mat import read_db_struct
 from vpr_bench.errors import DatasetError
+from vpr_bench.testing import write_db_struct
 
 DB = ["000/000000_pitch1_yaw1.jpg", "000/000000_pitch1_yaw2.jpg", "001/000100_pitch2_yaw1.jpg"]
 Q = ["000/000007_pitch1_yaw1.jpg", "001/000107_pitch1_yaw3.jpg"]

@@ -13,10 +13,10 @@ from torch import nn
 
 from tests.conftest import DATA, tiny_config
 from vpr_bench.datasets import DatasetOptions, build_dataset
-from vpr_bench.datasets.netvlad_mat import write_db_struct
 from vpr_bench.registry import METHODS, registration_source
 from vpr_bench.results import load_records
 from vpr_bench.runner import evaluate_run
+from vpr_bench.testing import write_db_struct
 
 GT = DATA / "pitts30k_test_gt"
 
@@ -62,7 +62,7 @@ def test_reader_counts_and_thresholds(pitts_root):
 def test_full_size_evaluation(pitts_root, tmp_path):
     with registration_source("test"):
         METHODS.register("colour-position", "test method: colour encodes position")(
-            lambda cfg: ColourPosition()
+            lambda cfg, options: ColourPosition()
         )
     try:
         cfg = tiny_config(

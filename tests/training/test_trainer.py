@@ -164,3 +164,39 @@ def test_sigkill_mid_epoch_then_resume_from_the_cli(synthetic_root, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert record(run_dir)["training"]["epochs"] == 3
+
+
+def test_loss_and_mining_settings_reach_the_trainer(synthetic_root):
+    from vpr_bench.datasets import load_split
+    from vpr_bench.methods import build_method
+
+    cfg = tiny_config(
+        **{
+            "data.data_root": str(synthetic_root),
+            "train.mining_margin": 0.5,
+            "train.distance": "squared-l2",
+            "train.reduction": "sum",
+            "data.train_pos_radius": 5.0,
+        }
+    )
+    _, train = load_split(cfg.data, "train")
+    trainer = Trainer(build_method(cfg.model), cfg, train, train, torch.device("cpu"), None)
+    assert trainer.miner.mining_margin == 0.5 and trainer.miner.train_positives.radius == 5.0
+    assert trainer.loss_fn.distance.power == 2 and type(trainer.loss_fn.reducer).__name__ == "SumReducer"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--train-pos-radius", "-1", "--train-pos-radius must be > 0"),
+        ("--mining-margin", "0", "--mining-margin must be > 0"),
+        ("--distance", "manhattan", "'manhattan' is not one of"),
+    ],
+)
+def test_training_flags_are_read(flag, value, message, capsys):
+    from vpr_bench.testing import run_cli
+
+    code, _, err = run_cli(
+        ["run", "--method", "gem", "--dataset", "synthetic", flag, value, *TINY_CLI], capsys
+    )
+    assert code != 0 and message in err
