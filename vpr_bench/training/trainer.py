@@ -14,7 +14,7 @@ import logging
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +28,14 @@ from vpr_bench.config import RunConfig
 from vpr_bench.datasets.images import model_transform, unwrap_worker_error
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
-from vpr_bench.evaluation.descriptors import extract
 from vpr_bench.evaluation.engine import evaluate
 from vpr_bench.losses import build_loss
 from vpr_bench.training import checkpoint as ckpt
+from vpr_bench.training import early_stopping
+from vpr_bench.training.early_stopping import Progress
 from vpr_bench.training.mining import HardNegativeMiner, MinedTuples
+from vpr_bench.training.optim import build_optimizer
+from vpr_bench.training.sharded import extract_sharded
 from vpr_bench.training.tuples import TupleImages, collate
 
 log = logging.getLogger(__name__)
@@ -44,24 +47,6 @@ class TrainingError(VPRBenchError):
 
 class TrainingInterrupted(VPRBenchError):
     """Ctrl-C: a checkpoint was saved; ``--resume`` continues."""
-
-
-@dataclass
-class Progress:
-    epoch: int = 0  # epochs completed
-    round: int = 0  # rounds completed in the current epoch
-    position: int = 0  # batches completed in the current round
-    global_step: int = 0
-    best_recall: float = -1.0
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    epoch_loss: float = 0.0
-    epoch_batches: int = 0
-    epoch_tuples: int = 0
-    epoch_skipped: int = 0
-    stopped_early: bool = False
-    finished: bool = False
-    history: list = field(default_factory=list)
 
 
 class Trainer:
@@ -91,14 +76,7 @@ class Trainer:
         self.loss_fn = build_loss(
             self.tc.loss, margin=self.tc.margin, distance=self.tc.distance, reduction=self.tc.reduction
         )
-        params = [p for p in model.parameters() if p.requires_grad]
-        if self.tc.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=self.tc.lr, weight_decay=self.tc.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(
-                params, lr=self.tc.lr, momentum=0.9, weight_decay=self.tc.weight_decay
-            )
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.tc.lr_gamma)
+        self.optimizer, self.scheduler = build_optimizer(model, self.tc)
         self.progress = Progress()
         self.round_tuples: MinedTuples | None = None
         self._stop = False
@@ -126,21 +104,7 @@ class Trainer:
 
     def extract_sharded(self, model: nn.Module, paths, desc: str) -> np.ndarray:
         """Descriptors of ``paths``; under torchrun each rank extracts rows ``rank::world``."""
-        common = dict(
-            transform=self.transform,
-            device=self.device,
-            batch_size=self.cfg.eval.batch_size,
-            num_workers=self.cfg.eval.num_workers,
-            quiet=self.cfg.quiet,
-            desc=desc,
-        )
-        if self.world == 1:
-            return extract(model, paths, **common)[0]
-        mine = list(paths)[self.rank :: self.world]
-        shard = extract(model, mine, **common)[0] if mine else None
-        if shard is None:
-            shard = np.zeros((0, getattr(model, "descriptor_dim", 0)), dtype=np.float32)
-        return distributed.gather_shards(np.asarray(shard), len(paths))
+        return extract_sharded(model, paths, self.transform, self.cfg, self.device, desc)
 
     def compute_loss(
         self, embeddings: torch.Tensor, triplets: tuple, images: torch.Tensor, tuple_ids: torch.Tensor
@@ -240,15 +204,13 @@ class Trainer:
             self._train_round()
             p.round, p.position, self.round_tuples = p.round + 1, 0, None
         self.scheduler.step()
-        metrics = evaluate(self.model, self.val_split, self.cfg, self.device, count_flops=False)["metrics"]
+        metrics = evaluate(
+            self.model, self.val_split, self.cfg, self.device, count_flops=False, time_model=False
+        )["metrics"]
         recall = metrics["R@1"]
-        improved = recall > p.best_recall
-        if improved:
-            p.best_recall, p.best_epoch, p.bad_epochs = recall, p.epoch + 1, 0
-            if distributed.is_main():
-                ckpt.save_weights(self.run_dir / ckpt.BEST, self.model)
-        else:
-            p.bad_epochs += 1
+        improved = early_stopping.update(p, recall, self.tc.patience)
+        if improved and distributed.is_main():
+            ckpt.save_weights(self.run_dir / ckpt.BEST, self.model)
         loss = p.epoch_loss / max(p.epoch_batches, 1)
         p.history.append(
             {
@@ -275,7 +237,6 @@ class Trainer:
         )
         p.epoch, p.round = p.epoch + 1, 0
         p.epoch_loss, p.epoch_batches, p.epoch_tuples, p.epoch_skipped = 0.0, 0, 0, 0
-        p.stopped_early = p.bad_epochs >= self.tc.patience
         self.save()
 
     def _train_round(self) -> None:
