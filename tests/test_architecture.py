@@ -80,3 +80,51 @@ def test_the_import_graph_has_no_cycle():
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# Each package and what it may import (README.md, "Layout"): data flows one way.
+ALLOWED = {
+    "errors": set(),
+    "_io": {"errors"},
+    "registry": {"errors"},
+    "options": {"errors"},
+    "config": {"errors", "registry"},
+    "layers": set(),
+    "datasets": {"config", "errors", "registry", "_io"},
+    "methods": {"config", "errors", "layers", "options", "registry"},
+    "losses": {"errors", "registry"},
+    "evaluation": {"config", "datasets", "errors", "registry"},
+    "checkpoints": {"errors", "registry"},
+    "distributed": {"errors"},
+    "training": {
+        "config",
+        "datasets",
+        "errors",
+        "evaluation",
+        "losses",
+        "methods",
+        "checkpoints",
+        "distributed",
+        "_io",
+    },
+    "results": {"config", "datasets", "errors", "evaluation", "_io"},
+    "plugins": {"registry"},
+    "vpr_bench": {"datasets", "evaluation", "losses", "methods", "plugins"},
+}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "vpr_bench"
+
+
+def test_each_package_imports_only_what_the_layout_allows():
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        for target in targets
+        if package_of(module) in ALLOWED
+        and package_of(target) != package_of(module)
+        and package_of(target) not in ALLOWED[package_of(module)]
+    ]
+    assert not wrong, "; ".join(sorted(wrong))

@@ -1,10 +1,21 @@
 import shutil
 
 import pytest
+import torch
 
 from tests.conftest import tiny_config
 from vpr_bench.errors import DatasetError
 from vpr_bench.runner import evaluate_run
+
+CPU = torch.device("cpu")
+
+
+def _split(cfg):
+    import vpr_bench
+    from vpr_bench.datasets import load_split
+
+    vpr_bench.load_all()  # the metrics' registry
+    return load_split(cfg.data, cfg.eval.split)[1]
 
 
 def test_corrupt_image_found_during_extraction_names_the_file(synthetic_root, tmp_path):
@@ -36,3 +47,102 @@ def test_drop_queries_without_positives(synthetic_root, tmp_path):
     assert (
         protocol["num_queries_evaluated"] == protocol["num_queries"] - protocol["queries_without_positives"]
     )
+
+
+# ---- cost figures: a timing pass of the query model, peak memory per phase -----------------------------
+def test_record_says_how_ms_per_image_and_peak_memory_were_measured(synthetic_root, tmp_path):
+    import json
+
+    cfg = tiny_config(**{"data.dataset": f"folder:{synthetic_root}", "out": str(tmp_path)})
+    cost = json.loads((evaluate_run(cfg) / "metrics.json").read_text())["cost"]
+    timing, memory = cost["timing"], cost["memory"]
+    assert cost["ms_per_image"] > 0 and timing["min_ms_per_image"] <= cost["ms_per_image"]
+    assert timing["batch"] == 32 and cost["batch_size"] == 64  # the CPU cap, not the extraction batch
+    assert timing["threads"] == torch.get_num_threads() and timing["repeats"] >= 3
+    assert f"median of {timing['repeats']} timed forwards" in timing["method"]
+    for phase in ("extract", "search"):
+        assert memory[f"{phase}_peak_rss_mb"] > 0 and memory[f"{phase}_rss_increase_mb"] >= 0
+    assert cost["peak_rss_mb"] == max(memory["extract_peak_rss_mb"], memory["search_peak_rss_mb"])
+    assert "extract" in memory["how"] and "search" in memory["how"]
+
+
+def test_validation_can_skip_the_timing_pass(synthetic_root, monkeypatch):
+    import vpr_bench.evaluation.engine as engine
+    from tests.evaluation.test_descriptors import Sleepy
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("the timing pass ran")
+
+    monkeypatch.setattr(engine, "time_forward", no_timing)
+    cfg = tiny_config(**{"data.dataset": f"folder:{synthetic_root}"})
+    cost = engine.evaluate(Sleepy(), _split(cfg), cfg, CPU, count_flops=False, time_model=False)["cost"]
+    assert cost["ms_per_image"] is None and cost["timing"] is None and cost["gflops_per_image"] is None
+    assert cost["memory"]["extract_peak_rss_mb"] > 0  # memory is still measured: it costs nothing
+
+
+def test_asymmetric_cost_figures_are_the_query_models(synthetic_root, one_thread):
+    from tests.evaluation.test_descriptors import Sleepy
+    from vpr_bench.evaluation.engine import evaluate
+
+    cfg = tiny_config(**{"data.dataset": f"folder:{synthetic_root}"})
+    split = _split(cfg)
+    fast, slow = Sleepy(), Sleepy(0.1)  # 4-d descriptors both
+    slow_alone = evaluate(slow, split, cfg, CPU, count_flops=False)["cost"]["ms_per_image"]
+    asymmetric = evaluate(fast, split, cfg, CPU, database_model=slow, count_flops=False)["cost"]
+    assert asymmetric["ms_per_image"] < slow_alone / 3  # the slow database model is not timed
+    assert asymmetric["timing"]["threads"] == 1
+
+
+def test_a_phase_peak_is_its_own_not_the_process_lifetime_peak():
+    import resource
+    import time
+
+    import numpy as np
+
+    from vpr_bench.evaluation.memory import PhaseMemory
+
+    earlier = np.ones(300 * 2**17)  # 300 MB touched, then returned to the system before any phase
+    del earlier
+    with PhaseMemory(CPU, interval_s=0.005) as memory:
+        memory.phase("extract")
+        block = np.ones(100 * 2**17)  # 100 MB, gone again before the phase ends: only the sampler sees it
+        time.sleep(0.1)
+        del block
+        memory.phase("search")
+        time.sleep(0.05)
+    figures = memory.figures
+    assert figures["extract_rss_increase_mb"] >= 80
+    assert figures["search_rss_increase_mb"] < 20
+    assert figures["extract_peak_rss_mb"] - figures["search_peak_rss_mb"] >= 80
+    lifetime_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert memory.peak("rss") == figures["extract_peak_rss_mb"] < lifetime_mb - 150
+    assert memory.peak("gpu") is None
+
+
+def test_phase_memory_stops_its_sampler_when_the_evaluation_fails():
+    import threading
+
+    from vpr_bench.evaluation.memory import PhaseMemory
+
+    with pytest.raises(RuntimeError), PhaseMemory(CPU) as memory:
+        memory.phase("extract")
+        assert any(t.name == "rss-extract" for t in threading.enumerate())
+        raise RuntimeError("a corrupt image")
+    assert not any(t.name.startswith("rss-") for t in threading.enumerate())
+    assert memory.figures["extract_peak_rss_mb"] > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_peak_is_per_phase():
+    from vpr_bench.evaluation.memory import PhaseMemory
+
+    device = torch.device("cuda")
+    with PhaseMemory(device) as memory:
+        memory.phase("extract")
+        block = torch.ones(64 * 2**20, device=device)  # 256 MB
+        del block
+        memory.phase("search")
+    figures = memory.figures
+    assert figures["extract_peak_gpu_mb"] >= 256 > figures["search_peak_gpu_mb"] + 200
+    assert memory.peak("gpu") == figures["extract_peak_gpu_mb"]
+    assert "max_memory_allocated" in memory.describe()["how"]

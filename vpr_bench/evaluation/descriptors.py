@@ -1,4 +1,5 @@
-"""Descriptor extraction through a DataLoader into a (memory-mappable) float32 array."""
+"""Descriptor extraction through a DataLoader into a (memory-mappable) float32 array, and the model's
+ms/image from a separate timing pass."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from tqdm import tqdm
 
 from vpr_bench.datasets.images import ImageList, unwrap_worker_error
 
+CPU_TIMING_BATCH = 32  # a CPU's ms/image hardly changes past this; a larger batch only takes longer
+MIN_TIMED_REPEATS = 3
+
 
 def extract(
     model: nn.Module,
@@ -27,10 +31,12 @@ def extract(
     quiet: bool = False,
     dtype=np.float32,
 ) -> tuple[np.ndarray, list[float]]:
-    """L2-normalised descriptors (N, D) and the model's ms/image of each batch.
+    """L2-normalised descriptors (N, D) and the wall-clock ms/image of each batch's forward pass.
 
     With ``out_file`` the array is a ``np.memmap`` on disk, so a large database is never held twice;
-    ``dtype`` float16 halves it (the search index then stores float16 too).
+    ``dtype`` float16 halves it (the search index then stores float16 too). The batch timings run
+    alongside image decoding and share the machine with it: progress figures, not a model's cost (that
+    is ``time_forward``'s).
     """
     loader = DataLoader(
         ImageList(paths, transform),
@@ -66,7 +72,60 @@ def extract(
     return descriptors, batch_ms
 
 
-def median_ms_per_image(batch_ms: list[float], warmup: int = 1) -> float:
-    """Median over batches, after the warm-up batches (cuDNN autotune, allocator, caches)."""
-    timed = batch_ms[warmup:] or batch_ms
-    return float(np.median(timed)) if timed else float("nan")
+def time_forward(
+    model: nn.Module,
+    image_size: tuple[int, int],
+    device: torch.device,
+    batch_size: int = 32,
+    warmup: int = 3,
+    repeats: int = 10,
+    budget_s: float = 15.0,
+) -> tuple[float, dict]:
+    """The model's ms/image alone, and how it was measured: the median of ``repeats`` timed forwards of
+    one fixed batch of synthetic images after ``warmup`` untimed ones (cuDNN autotuning, allocator,
+    caches), in eval mode under ``torch.inference_mode``, on ``device``.
+
+    No image decoding or DataLoader in the timed region, and a median over repeats of the same work. A
+    CPU's figure still depends on its threads and on what else the machine runs: the thread count is
+    recorded, and the fastest and slowest repeat show the spread. On a CPU the batch is capped at
+    ``CPU_TIMING_BATCH``; timed forwards stop early, after at least ``MIN_TIMED_REPEATS``, once
+    ``budget_s`` is spent, so a large model on a CPU costs a few forwards, not minutes.
+    """
+    batch = min(batch_size, CPU_TIMING_BATCH) if device.type == "cpu" else batch_size
+    generator = torch.Generator().manual_seed(0)  # the same input each run; the global RNG stays untouched
+    images = torch.randn(batch, 3, *image_size, generator=generator).to(device)  # (B, 3, H, W)
+    was_training = model.training
+    model.eval()
+    batch_ms: list[float] = []
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(images)
+            spent_s = 0.0
+            while len(batch_ms) < repeats and (len(batch_ms) < MIN_TIMED_REPEATS or spent_s < budget_s):
+                _synchronize(device)
+                started = time.perf_counter()
+                model(images)
+                _synchronize(device)
+                batch_ms.append(1000.0 * (time.perf_counter() - started))
+                spent_s += batch_ms[-1] / 1000.0
+    finally:
+        model.train(was_training)
+    per_image = np.asarray(batch_ms) / batch
+    height, width = image_size
+    how = {
+        "method": f"median of {len(batch_ms)} timed forwards of one fixed batch of {batch} synthetic "
+        f"{height}x{width} images after {warmup} warm-ups (eval mode, torch.inference_mode, {device})",
+        "threads": torch.get_num_threads(),
+        "batch": batch,
+        "repeats": len(batch_ms),
+        "warmup": warmup,
+        "min_ms_per_image": float(per_image.min()),
+        "max_ms_per_image": float(per_image.max()),
+    }
+    return float(np.median(per_image)), how
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: wait for them on both sides of the clock
+        torch.cuda.synchronize(device)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import resource
 import tempfile
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from vpr_bench.config import RunConfig
 from vpr_bench.datasets.images import model_transform
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
-from vpr_bench.evaluation.descriptors import extract, median_ms_per_image
+from vpr_bench.evaluation.descriptors import extract, time_forward
 from vpr_bench.evaluation.matching import IndexSpec, collapse_groups, search
+from vpr_bench.evaluation.memory import PhaseMemory
 from vpr_bench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,6 @@ def recall_curve(predictions: np.ndarray, gt) -> list[float]:
     return [round(float(v), 4) for v in 100.0 * first_hit.mean(axis=0)]
 
 
-def peak_memory_mb(device: torch.device) -> dict[str, float]:
-    """Peak resident memory of this process; and peak allocated GPU memory when on CUDA."""
-    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
-    if device.type == "cuda":
-        peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    return peak
-
-
 def evaluate(
     model: nn.Module,
     split: Split,
@@ -82,13 +74,16 @@ def evaluate(
     run_dir: Path | None = None,
     database_model: nn.Module | None = None,
     count_flops: bool = True,
+    time_model: bool = True,
 ) -> dict:
     """Metrics and cost figures of ``model`` on ``split``; top-k predictions saved in ``run_dir``.
 
     ``database_model``: asymmetric retrieval — the database described by this model (e.g. a teacher on
     a server), the queries by ``model`` (e.g. a student on the robot); both must share one metric space.
     Cost figures are the query model's. ``count_flops`` False skips the FLOP count (an extra traced
-    forward pass) where only the metrics are wanted, e.g. each epoch's validation.
+    forward pass) and ``time_model`` False the timing pass (``time_forward``: a few forwards of a fixed
+    synthetic batch) where only the metrics are wanted, e.g. each epoch's validation; ms/image is then None.
+    Peak memory is measured per phase (``PhaseMemory``): descriptor extraction and search.
     """
     gt = split.ground_truth(cfg.data.pos_radius)
     transform = model_transform(model, cfg.data.image_size, cfg.data.preprocess)
@@ -106,8 +101,12 @@ def evaluate(
         num_workers=cfg.eval.num_workers,
         quiet=cfg.quiet,
     )
-    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".descriptors-") as tmp:
-        database, db_ms = extract(
+    with (
+        tempfile.TemporaryDirectory(dir=run_dir, prefix=".descriptors-") as tmp,
+        PhaseMemory(device) as memory,
+    ):
+        memory.phase("extract")
+        database, _ = extract(
             db_model,
             split.database_paths,
             out_file=Path(tmp) / "database.npy",
@@ -116,8 +115,8 @@ def evaluate(
             **{**common, "transform": db_transform},
         )
         if database_model is not None:
-            db_ms = []  # the database model's speed is not the query model's cost
-        queries, q_ms = extract(model, split.query_paths, desc=f"{split.name} queries", **common)
+            memory.phase("extract")  # afresh: the database model's memory is not the query model's cost
+        queries, _ = extract(model, split.query_paths, desc=f"{split.name} queries", **common)
         if queries.shape[1] != database.shape[1]:
             raise VPRBenchError(
                 f"asymmetric evaluation needs one descriptor size: queries {queries.shape[1]}-d, "
@@ -129,6 +128,7 @@ def evaluate(
             queries, gt = queries[kept], gt.subset(kept)
         else:
             kept = np.arange(len(queries))
+        memory.phase("search")
         k = max(cfg.eval.recall_at)
         spec = IndexSpec(
             cfg.eval.index,
@@ -156,6 +156,9 @@ def evaluate(
     for entry in METRICS.entries():
         metrics.update(entry.builder(predictions, gt, cfg.eval.recall_at))
     curve = recall_curve(predictions, gt)
+    ms_per_image, timing = (
+        time_forward(model, cfg.data.image_size, device, cfg.eval.batch_size) if time_model else (None, None)
+    )
     if run_dir is not None:
         np.savez_compressed(
             run_dir / "predictions.npz",
@@ -170,11 +173,15 @@ def evaluate(
             "descriptor_dim": int(database.shape[1]),
             "params": count_parameters(model),
             "gflops_per_image": gflops_per_image(model, cfg.data.image_size, device) if count_flops else None,
-            "ms_per_image": median_ms_per_image(db_ms + q_ms),
+            "ms_per_image": ms_per_image,
             "ms_per_query": ms_per_query,
             "device": str(device),
             "batch_size": cfg.eval.batch_size,
-            **peak_memory_mb(device),
+            "timing": timing,
+            # the highest phase's (records before "memory" existed: the process's lifetime peak)
+            "peak_rss_mb": memory.peak("rss"),
+            **({"peak_gpu_mb": memory.peak("gpu")} if device.type == "cuda" else {}),
+            "memory": memory.describe(),
         },
         "protocol": {
             "split": split.name,

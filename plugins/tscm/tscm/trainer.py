@@ -148,7 +148,13 @@ class DistillationTrainer(Trainer):
     def report(self, test_split) -> dict:
         """Distillation facts and the asymmetric retrieval (queries: student, database: teacher)."""
         asymmetric = evaluate(
-            self.model, test_split, self.cfg, self.device, database_model=self.teacher, count_flops=False
+            self.model,
+            test_split,
+            self.cfg,
+            self.device,
+            database_model=self.teacher,
+            count_flops=False,
+            time_model=False,  # the student's own record already holds its cost figures
         )
         return {
             "distillation": {
