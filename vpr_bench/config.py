@@ -20,7 +20,8 @@ class DataConfig:
     struct_dir: str | None = None
     layout: str = "auto"
     image_size: tuple[int, int] = (224, 224)  # (H, W) fed to the network
-    preprocess: str = "resize-first"  # or "normalize-first", the TSCM release's (see datasets/images.py)
+    preprocess: str = "resize-first"  # or tensor-resize-first, normalize-first (see datasets/images.py)
+    interpolation: str = "bilinear"  # or bicubic
     pos_radius: float | None = None  # None → the dataset's own (25 m for NetVLAD .mat files)
     train_pos_radius: float | None = None
     drop_queries_without_positives: bool = False  # True reproduces the STUN/TSCM release
@@ -142,10 +143,17 @@ class RunConfig:
                 all(n >= 1 for n in self.eval.recall_at) and self.eval.recall_at,
                 "--recall-at needs values ≥ 1",
             ),
-            (all(s >= 8 for s in self.data.image_size), "--image-size must be at least 8×8"),
             (
-                self.data.preprocess in ("resize-first", "normalize-first"),
-                "--preprocess must be resize-first or normalize-first",
+                all(s >= 8 for s in self.data.image_size) or tuple(self.data.image_size) == (0, 0),
+                "--image-size must be at least 8×8 (or native)",
+            ),
+            (
+                self.data.preprocess in ("resize-first", "tensor-resize-first", "normalize-first"),
+                "--preprocess must be resize-first, tensor-resize-first or normalize-first",
+            ),
+            (
+                self.data.interpolation in ("bilinear", "bicubic"),
+                "--interpolation must be bilinear or bicubic",
             ),
             (self.data.pos_radius is None or self.data.pos_radius > 0, "--pos-radius must be > 0"),
             (

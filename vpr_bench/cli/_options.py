@@ -72,14 +72,22 @@ def common_options(func):
             "--pca-dim", type=int, help="NetVLAD: PCA-whiten descriptors to this size after training."
         ),
         click.option(
-            "--image-size", callback=lambda c, p, v: parse_size(v), help="HxW [default: from the preset]."
+            "--image-size",
+            callback=lambda c, p, v: (0, 0) if v == "native" else parse_size(v),
+            help="HxW, or native (each image's own size) [default: the method's, else the preset's].",
         ),
         click.option(
             "--preprocess",
-            type=click.Choice(["resize-first", "normalize-first"]),
-            help="resize-first: antialiased resize, then normalise; normalize-first: the TSCM release's "
-            "order (normalise, then bilinear resize without antialiasing) [default: resize-first; "
-            "normalize-first for TSCM release checkpoints].",
+            type=click.Choice(["resize-first", "tensor-resize-first", "normalize-first"]),
+            help="resize-first: resize the image (antialiased), then normalise; tensor-resize-first: "
+            "resize the tensor (antialiased), then normalise (Bag-of-Queries); normalize-first: the TSCM "
+            "release's order (normalise, then resize without antialiasing) [default: the method's, else "
+            "resize-first].",
+        ),
+        click.option(
+            "--interpolation",
+            type=click.Choice(["bilinear", "bicubic"]),
+            help="Resize interpolation [default: the method's, else bilinear].",
         ),
         click.option("--eval-batch-size", type=int, help="Images per batch for descriptor extraction."),
         click.option("--num-workers", type=int, help="DataLoader workers [default: 2]."),
@@ -186,6 +194,7 @@ def build_config(preset: str, from_file: dict | None = None, **o):
     values = {
         "data.dataset": o["dataset"],
         "data.preprocess": o.get("preprocess"),
+        "data.interpolation": o.get("interpolation"),
         "model.options": model_options or None,
         "data.data_root": o["data_root"],
         "data.struct_dir": o["struct_dir"],

@@ -14,11 +14,17 @@ from vpr_bench.errors import DatasetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# The order of the evaluation transform, recorded in each record's protocol:
-# "resize-first" (default): resize the PIL image with antialiasing, then normalise;
-# "normalize-first": the TSCM release's order — normalise the full-size tensor, then resize it bilinearly
-# without antialiasing (what its authors' numbers were measured with).
-PREPROCESSING = ("resize-first", "normalize-first")
+# How an image becomes the network's input, recorded in each record's protocol (``data.preprocess``):
+# "resize-first" (default): resize the PIL image (antialiased), then ToTensor and normalise — NetVLAD,
+#   MixVPR, Conv-AP, SALAD;
+# "tensor-resize-first": ToTensor, resize the tensor with antialiasing, then normalise — Bag-of-Queries;
+# "normalize-first": the TSCM release's — normalise the full-size tensor, then resize it without
+#   antialiasing (what its authors' numbers were measured with).
+# ``data.interpolation`` is bilinear or bicubic; an image size of (0, 0) keeps each image's own size
+# (CosPlace / EigenPlaces evaluate at native resolution).
+PREPROCESSING = ("resize-first", "tensor-resize-first", "normalize-first")
+INTERPOLATIONS = ("bilinear", "bicubic")
+NATIVE = (0, 0)
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -29,39 +35,64 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise DatasetError(f"cannot read image {path}: {exc}; replace or remove the file") from None
 
 
+def first_image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) of an image, read from its header."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DatasetError(f"cannot read image {path}: {exc}; replace or remove the file") from None
+
+
 def check_readable(path: str | Path) -> None:
     """Fully decode one image (``verify`` alone misses truncated JPEG data)."""
     load_rgb(path).load()
 
 
 def eval_transform(
-    image_size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD, preprocess: str = "resize-first"
+    image_size: tuple[int, int],
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    preprocess: str = "resize-first",
+    interpolation: str = "bilinear",
 ) -> transforms.Compose:
-    """Resize to (H, W) and normalise, in the order ``preprocess`` names; the same for database and
-    queries."""
-    if preprocess == "normalize-first":
-        resize = transforms.Resize(
-            tuple(image_size), interpolation=transforms.InterpolationMode.BILINEAR, antialias=False
-        )
-        return transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std), resize])
-    if preprocess != "resize-first":
+    """Resize to (H, W) (none for ``NATIVE``) and normalise, in the order ``preprocess`` names; the same
+    for database and queries."""
+    if preprocess not in PREPROCESSING:
         raise ValueError(f"preprocess {preprocess!r} is not one of {', '.join(PREPROCESSING)}")
-    return transforms.Compose(
-        [
-            transforms.Resize(tuple(image_size), antialias=True),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
-    )
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
+    mode = transforms.InterpolationMode(interpolation)
+    to_tensor, normalize = transforms.ToTensor(), transforms.Normalize(mean, std)
+    if tuple(image_size) == NATIVE:
+        return transforms.Compose([to_tensor, normalize])
+    size = tuple(image_size)
+    if preprocess == "normalize-first":
+        return transforms.Compose([to_tensor, normalize, transforms.Resize(size, mode, antialias=False)])
+    if preprocess == "tensor-resize-first":
+        return transforms.Compose([to_tensor, transforms.Resize(size, mode, antialias=True), normalize])
+    return transforms.Compose([transforms.Resize(size, mode, antialias=True), to_tensor, normalize])
 
 
 def model_transform(
-    model, image_size: tuple[int, int], preprocess: str = "resize-first"
+    model, image_size: tuple[int, int], preprocess: str = "resize-first", interpolation: str = "bilinear"
 ) -> transforms.Compose:
     """The eval transform with the normalisation the backbone weights expect (ImageNet's if unknown)."""
     facts = getattr(model, "backbone_facts", {})
     mean, std = facts.get("mean", IMAGENET_MEAN), facts.get("std", IMAGENET_STD)
-    return eval_transform(image_size, mean, std, preprocess)
+    return eval_transform(image_size, mean, std, preprocess, interpolation)
+
+
+def data_transform(model, data) -> transforms.Compose:
+    """``model_transform`` as a ``DataConfig`` sets it (size, preprocessing order, interpolation)."""
+    return model_transform(model, data.image_size, data.preprocess, data.interpolation)
+
+
+def collate_images(batch: list[tuple[torch.Tensor, int]]):
+    """Stack a batch of (image, index); images of different sizes (native resolution) stay a list."""
+    images, index = zip(*batch, strict=True)
+    same = all(i.shape == images[0].shape for i in images)
+    return (torch.stack(images) if same else list(images)), torch.tensor(index)
 
 
 class ImageList(Dataset):

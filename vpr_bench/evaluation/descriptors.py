@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vpr_bench.datasets.images import ImageList, unwrap_worker_error
+from vpr_bench.datasets.images import ImageList, collate_images, unwrap_worker_error
 
 CPU_TIMING_BATCH = 32  # a CPU's ms/image hardly changes past this; a larger batch only takes longer
 MIN_TIMED_REPEATS = 3
@@ -44,6 +44,7 @@ def extract(
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        collate_fn=collate_images,
     )
     model.eval()
     descriptors: np.ndarray | None = None
@@ -51,9 +52,12 @@ def extract(
     with torch.inference_mode():
         try:
             for images, index in tqdm(loader, desc=desc, unit="batch", disable=quiet, leave=False):
-                images = images.to(device, non_blocking=True)
                 started = time.perf_counter()
-                output = torch.nn.functional.normalize(model(images).float(), dim=1)
+                if isinstance(images, list):  # native resolution, sizes differ: one image at a time
+                    output = torch.cat([model(i.unsqueeze(0).to(device)) for i in images])
+                else:
+                    output = model(images.to(device, non_blocking=True))
+                output = torch.nn.functional.normalize(output.float(), dim=1)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 batch_ms.append(1000.0 * (time.perf_counter() - started) / len(images))

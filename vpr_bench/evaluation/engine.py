@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vpr_bench.config import RunConfig
-from vpr_bench.datasets.images import model_transform
+from vpr_bench.datasets.images import NATIVE, data_transform, first_image_size
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.descriptors import extract, time_forward
@@ -86,14 +86,13 @@ def evaluate(
     Peak memory is measured per phase (``PhaseMemory``): descriptor extraction and search.
     """
     gt = split.ground_truth(cfg.data.pos_radius)
-    transform = model_transform(model, cfg.data.image_size, cfg.data.preprocess)
+    native = tuple(cfg.data.image_size) == NATIVE
+    # cost figures need one input size: at native resolution, the first database image's
+    cost_size = first_image_size(split.database_paths[0]) if native else tuple(cfg.data.image_size)
+    transform = data_transform(model, cfg.data)
     model = model.to(device)
     db_model = model if database_model is None else database_model.to(device)
-    db_transform = (
-        transform
-        if database_model is None
-        else model_transform(db_model, cfg.data.image_size, cfg.data.preprocess)
-    )
+    db_transform = transform if database_model is None else data_transform(db_model, cfg.data)
     common = dict(
         transform=transform,
         device=device,
@@ -157,7 +156,7 @@ def evaluate(
         metrics.update(entry.builder(predictions, gt, cfg.eval.recall_at))
     curve = recall_curve(predictions, gt)
     ms_per_image, timing = (
-        time_forward(model, cfg.data.image_size, device, cfg.eval.batch_size) if time_model else (None, None)
+        time_forward(model, cost_size, device, cfg.eval.batch_size) if time_model else (None, None)
     )
     if run_dir is not None:
         np.savez_compressed(
@@ -172,7 +171,8 @@ def evaluate(
         "cost": {
             "descriptor_dim": int(database.shape[1]),
             "params": count_parameters(model),
-            "gflops_per_image": gflops_per_image(model, cfg.data.image_size, device) if count_flops else None,
+            "gflops_per_image": gflops_per_image(model, cost_size, device) if count_flops else None,
+            "cost_image_size": list(cost_size),
             "ms_per_image": ms_per_image,
             "ms_per_query": ms_per_query,
             "device": str(device),
@@ -192,7 +192,8 @@ def evaluate(
             "queries_without_positives_dropped": bool(cfg.data.drop_queries_without_positives),
             "ground_truth": gt.kind,
             "pos_radius_m": gt.radius,
-            "image_size": list(cfg.data.image_size),
+            "image_size": "native" if native else list(cfg.data.image_size),
+            "interpolation": None if native else cfg.data.interpolation,
             "preprocess": cfg.data.preprocess,
             "index": spec.describe(),
             "database_groups": None if split.database_groups is None else "one hit per group (panorama)",

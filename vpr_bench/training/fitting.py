@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vpr_bench.config import RunConfig
-from vpr_bench.datasets.images import ImageList, model_transform
+from vpr_bench.datasets.images import ImageList, data_transform
 from vpr_bench.errors import ConfigError
 from vpr_bench.evaluation.descriptors import extract
 from vpr_bench.methods.base import FittedFromData
@@ -38,7 +38,7 @@ def initialise(
     """Centroids from ``per_image`` local features of up to ``max_images`` training-database images."""
     rng = np.random.default_rng(cfg.seed)
     picks = rng.choice(len(database_paths), size=min(max_images, len(database_paths)), replace=False)
-    transform = model_transform(model, cfg.data.image_size, cfg.data.preprocess)
+    transform = data_transform(model, cfg.data)
     loader = DataLoader(
         ImageList([database_paths[i] for i in picks], transform),
         batch_size=cfg.eval.batch_size,
@@ -78,7 +78,7 @@ def finalise(
         )
     rng = np.random.default_rng(cfg.seed)
     picks = rng.choice(len(database_paths), size=usable, replace=False)
-    transform = model_transform(model, cfg.data.image_size, cfg.data.preprocess)
+    transform = data_transform(model, cfg.data)
     descriptors, _ = extract(
         model,
         [database_paths[i] for i in picks],

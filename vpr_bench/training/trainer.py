@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from vpr_bench import distributed
 from vpr_bench.config import RunConfig
-from vpr_bench.datasets.images import model_transform, unwrap_worker_error
+from vpr_bench.datasets.images import data_transform, unwrap_worker_error
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.engine import evaluate
@@ -61,7 +61,7 @@ class Trainer:
     ):
         self.model, self.cfg, self.tc = model.to(device), cfg, cfg.train
         self.train_split, self.val_split, self.device, self.run_dir = train_split, val_split, device, run_dir
-        self.transform = model_transform(model, cfg.data.image_size, cfg.data.preprocess)
+        self.transform = data_transform(model, cfg.data)
         mining_margin = (
             self.tc.mining_margin if self.tc.mining_margin is not None else math.sqrt(self.tc.margin)
         )
