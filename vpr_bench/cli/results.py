@@ -32,6 +32,17 @@ def list_(method) -> None:
             name = e.name + "<path>" if e.name.endswith(":") else e.name
             click.echo(f"  {name.ljust(width)}  {e.description}  [{e.source}]")
         click.echo("")
+    published = [e for e in METHODS.entries() if e.attributes.get("published")]
+    if published:
+        click.echo("published models (vpr-bench eval --method M --checkpoint FILE | --weights official):")
+        for e in published:
+            p = e.attributes["published"]
+            size = f"{p.input_size[0]}×{p.input_size[1]}" if p.input_size else "native"
+            recall = "; ".join(f"{b} R@1 {v:g} ({src})" for b, v, src in p.recall_at_1) or "—"
+            click.echo(
+                f"  {e.name}: {p.descriptor_dim}-d, input {size}, licence {p.licence}; published {recall}"
+            )
+        click.echo("")
     statuses = plugin_statuses()
     click.echo("plugins:" if statuses else "plugins: none installed")
     for s in statuses:

@@ -72,12 +72,32 @@ def ablate(**options) -> None:
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--checkpoint", type=click.Path(), help="Weights file or run folder to evaluate.")
 @click.option("--untrained", is_flag=True, help="Evaluate the architecture as built (no trained weights).")
+@click.option(
+    "--weights",
+    help="official or official:FILE — the authors' published file (downloaded once into the torch hub "
+    "cache), for methods that publish weights (see vpr-bench list).",
+)
 @click.option("--query-model", help="Pipelines (tscm): the model describing the queries [student].")
 @click.option("--database-model", help="Pipelines (tscm): the model describing the database [teacher].")
-def evaluate(checkpoint, untrained, query_model, database_model, **options) -> None:
+def official_weights(method: str, spec: str) -> str:
+    """The local path of ``--weights official[:FILE]`` for ``method`` (fetched by the method)."""
+    from vpr_bench.registry import METHODS
+
+    kind, _, choice = spec.partition(":")
+    if kind != "official":
+        raise click.BadParameter(f"{spec!r}: expected official or official:FILE", param_hint="--weights")
+    fetch = METHODS.get(method).attributes.get("fetch_weights") if method in METHODS else None
+    if fetch is None:
+        raise VPRBenchError(f"--weights official: {method or 'the method'} publishes no official weights")
+    return str(fetch(choice or None))
+
+
+def evaluate(checkpoint, untrained, weights, query_model, database_model, **options) -> None:
     """Evaluate a method (untrained or from a checkpoint) on one split and write a result record."""
-    if checkpoint and untrained:
-        raise click.UsageError("--checkpoint and --untrained exclude each other")
+    if sum(map(bool, (checkpoint, untrained, weights))) > 1:
+        raise click.UsageError("--checkpoint, --weights and --untrained exclude each other")
+    if weights:
+        checkpoint = official_weights(options.get("method") or "", weights)
     from vpr_bench import distributed
 
     distributed.init(options.get("device") or "auto")

@@ -39,6 +39,10 @@ class Column:
         value = record.get(self.field)
         if self.field == "created" and isinstance(value, str):
             return value[:10]
+        if self.key == "weights":  # official (the authors' file), trained (here) or untrained
+            if str(record.get("weights", "")).startswith("official "):
+                return "official"
+            return "trained" if value else "untrained"
         if isinstance(value, (int, float)) and not isinstance(value, bool) and self.scale != 1.0:
             return value / self.scale
         return value

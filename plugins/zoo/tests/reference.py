@@ -1,0 +1,81 @@
+"""Proving a published model right: rebuild the official state dict from its key list by the fixtures'
+recipe (shared/data/reference_models/README.md, with each model's adjustments), write it in the official
+file layout, load it the way a user's ``--checkpoint`` is loaded, run the fixture's input, and compare the
+descriptor and the intermediates, each relative to its own largest value."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vpr_bench.checkpoints import read_method_checkpoint
+from vpr_bench.config import resolve
+from vpr_bench.runner import load_model
+from vpr_bench.testing import recipe_tensor, reference_input, relative_error
+
+DATA = Path(__file__).parent / "data"
+IMAGENET = (
+    torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+    torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+)
+
+
+def keys(fixture: str, name: str = "keys.json") -> list[tuple[str, list[int], str]]:
+    return [tuple(k) for k in json.loads((DATA / fixture / name).read_text())]
+
+
+def reference(fixture: str, name: str = "reference_small.npz") -> dict[str, np.ndarray]:
+    with np.load(DATA / fixture / name) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def official_state(
+    key_list,
+    adjust: dict[str, float] | None = None,
+    change: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The recipe's tensor for every key, times ``adjust[key]`` (a fixture's per-key factor), then
+    ``change(key, tensor)`` for a fixture's stated change."""
+    state = {}
+    for key, shape, dtype in key_list:
+        value = recipe_tensor(key, shape, dtype)
+        if adjust and key in adjust:
+            value = value * adjust[key]
+        if change is not None:
+            value = change(key, value)
+        state[key] = value
+    return state
+
+
+def write_official(state: dict, path: Path, wrapper: str | None = None, prefix: str = "", **extra) -> Path:
+    """``torch.save`` in an official layout: flat, or under ``wrapper`` (e.g. "state_dict"), keys prefixed
+    with ``prefix`` (e.g. "module."), other top-level entries ``extra`` (e.g. epoch)."""
+    state = {prefix + k: v for k, v in state.items()}
+    torch.save({wrapper: state, **extra} if wrapper else state, path)
+    return path
+
+
+def load_as_user(method: str, path: Path, **overrides):
+    """What ``vpr-bench eval --method METHOD --checkpoint PATH`` does before reading the dataset:
+    (model in eval mode, the MethodCheckpoint read, the resolved RunConfig)."""
+    read = read_method_checkpoint(method, path)
+    cfg = resolve("paper", {"model.method": method, **overrides}, read.settings)
+    return load_model(cfg, read).eval(), read, cfg
+
+
+def fixture_input(height: int, width: int, normalise: bool = True) -> torch.Tensor:
+    """The fixtures' input, ``torch.rand(2, 3, H, W)`` from seed 20240401, ImageNet-normalised."""
+    x = reference_input(height, width)
+    return (x - IMAGENET[0]) / IMAGENET[1] if normalise else x
+
+
+def errors(found: dict[str, np.ndarray | torch.Tensor], expected: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each array's max deviation relative to its own largest reference value."""
+    return {
+        k: relative_error(v.detach().numpy() if isinstance(v, torch.Tensor) else v, expected[k])
+        for k, v in found.items()
+    }

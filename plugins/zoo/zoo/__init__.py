@@ -1,0 +1,1 @@
+"""vpr-bench-zoo: published VPR models evaluated from their authors' own checkpoint files."""

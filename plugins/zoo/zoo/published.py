@@ -1,0 +1,148 @@
+"""What a published model is: its paper, official files and preprocessing, and how its authors' files load.
+
+``register_published`` registers a method (``vpr_bench.registry.register_method``) whose
+- presets set the official evaluation preprocessing (input size, resize order, interpolation), so it is
+  the default and lands in every record's protocol (``--image-size``/``--interpolation`` override it);
+- ``checkpoint_reader`` reads the authors' files as downloaded — a flat state dict, a ``state_dict`` /
+  ``model_state_dict`` wrapper, ``module.`` prefixes — recognises them by a key only they have, maps their
+  keys to ours (``convert``) and lets the file decide the variant (backbone, descriptor size, clusters…);
+- ``fetch_weights`` serves ``--weights official[:FILE]``: the authors' file, downloaded once into the torch
+  hub cache (checksum where published), or one line naming the URL and ``--checkpoint`` when offline.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from vpr_bench.checkpoints import MethodCheckpoint
+from vpr_bench.errors import CheckpointError, ConfigError
+from vpr_bench.registry import register_method
+
+log = logging.getLogger(__name__)
+PRESETS = ("demo", "paper")
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    name: str  # the file name as the authors publish it
+    url: str  # where they publish it (a direct download, or a page such as Google Drive)
+    sha256: str | None = None  # when published
+    note: str = ""  # e.g. the variant it holds
+
+
+@dataclass(frozen=True)
+class Published:
+    """Facts about a published model (each model file's docstring and README cite the sources)."""
+
+    paper: str  # "Authors, Title, Venue Year"
+    backbone: str
+    descriptor_dim: int
+    input_size: tuple[int, int] | None  # (H, W) of the official evaluation; None: each image's own size
+    licence: str  # of the official code and weights
+    files: tuple[OfficialFile, ...]
+    recall_at_1: tuple[tuple[str, float, str], ...] = ()  # (benchmark, R@1 the authors report, source)
+    preprocess: str = "resize-first"
+    interpolation: str = "bilinear"
+    mark: str = ""  # a state-dict key only the authors' files have (after unwrapping)
+    extra: dict = field(default_factory=dict)
+
+    def settings(self) -> dict:
+        """The config values of the official evaluation preprocessing."""
+        return {
+            "data.image_size": tuple(self.input_size) if self.input_size else (0, 0),
+            "data.preprocess": self.preprocess,
+            "data.interpolation": self.interpolation,
+        }
+
+
+# convert(state) -> (our state dict, the model options the file decides); KeyError when a key is missing
+Converter = Callable[[dict], tuple[dict, dict]]
+
+
+def unwrap(content, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict inside an official file: flat, or under ``state_dict`` / ``model_state_dict`` /
+    ``model``; DataParallel's ``module.`` prefix removed."""
+    state = content
+    if isinstance(state, dict):
+        for wrapper in ("state_dict", "model_state_dict", "model"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict (a dict of tensors)")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def read_official(content, path: Path, name: str, published: Published, convert: Converter):
+    """A ``checkpoint_reader``: the authors' file mapped to ours, or None when ``path`` is not in their
+    layout (then it is read as a vpr-bench state dict and a mismatch names the expected keys)."""
+    state = unwrap(content, path)
+    if published.mark and published.mark not in state:
+        return None
+    try:
+        ours, options = convert(state)
+    except KeyError as exc:
+        sample = ", ".join(list(state)[:3])
+        raise CheckpointError(
+            f"{path} looks like a {name} checkpoint but lacks {exc.args[0]!r} (its first keys: {sample})"
+        ) from None
+    known = any(f.name == path.name for f in published.files)
+    description = f"official {path.name}" if known else f"checkpoint:{path} ({name}, official layout)"
+    settings = {"model.options": options, **published.settings()}
+    return MethodCheckpoint(path, ours, settings, description)
+
+
+def fetch_official(choice: str | None, name: str, published: Published) -> Path:
+    """``--weights official[:FILE]``: the authors' file in the torch hub cache, downloaded once."""
+    files = {f.name: f for f in published.files}
+    chosen = files.get(choice) if choice else published.files[0]
+    if chosen is None:
+        raise ConfigError(f"--weights official:{choice}: {name} publishes {', '.join(files)}")
+    target = Path(torch.hub.get_dir()) / "checkpoints" / chosen.name
+    if target.is_file():
+        return target
+    host = urlparse(chosen.url).hostname or ""
+    if host.endswith(("drive.google.com", "docs.google.com")):
+        raise ConfigError(
+            f"--weights official: {chosen.name} is published on Google Drive ({chosen.url}), which needs a "
+            f"browser; download it and pass --checkpoint FILE"
+        )
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError:
+        raise ConfigError(
+            f"--weights official: {chosen.url} cannot be reached (offline?); download {chosen.name} "
+            "elsewhere and pass --checkpoint FILE"
+        ) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s into %s", chosen.url, target)
+    torch.hub.download_url_to_file(chosen.url, str(target), hash_prefix=chosen.sha256, progress=True)
+    return target
+
+
+def register_published(
+    name: str, description: str, published: Published, options: type, convert: Converter, **attributes
+):
+    """``register_method`` for a published model (see the module docstring)."""
+    return register_method(
+        name,
+        description,
+        options=options,
+        descriptor_dim=False,
+        descriptor_dim_hint="the official file decides its size (see vpr-bench list --method " + name + ")",
+        presets={preset: published.settings() for preset in PRESETS},
+        checkpoint_reader=functools.partial(read_official, name=name, published=published, convert=convert),
+        fetch_weights=functools.partial(fetch_official, name=name, published=published),
+        published=published,
+        **attributes,
+    )
