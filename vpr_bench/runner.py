@@ -59,6 +59,7 @@ def fit_from_data(
             exc,
         )
         return False
+    fitting.check_whitening(model, train.num_database)  # before any work: e.g. --pca-dim too large
     for phase in phases:
         getattr(fitting, phase)(model, train.database_paths, cfg, device)
     return True

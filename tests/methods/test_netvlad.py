@@ -84,3 +84,27 @@ def test_netvlad_with_pca_trains_unwhitened_and_records_whitened(synthetic_root,
     assert code == 0, err
     (untrained,) = (d for d in tmp_path.glob("*/netvlad/*") if d != run_dir)
     assert json.loads((untrained / "metrics.json").read_text())["cost"]["descriptor_dim"] == 8
+
+
+def test_a_pca_dim_larger_than_the_data_allows_fails_before_training(synthetic_root, tmp_path, capsys):
+    code, _, err = run_cli(
+        [
+            "run",
+            "--method",
+            "netvlad",
+            "--dataset",
+            f"folder:{synthetic_root}",
+            *TINY_CLI,
+            "--model-option",
+            "clusters=4",
+            "--pca-dim",
+            "100000",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    assert code != 0 and "--pca-dim 100000: the whitening needs at most the descriptor size" in err
+    assert len(err.strip().splitlines()) == 1 and not list(tmp_path.glob("*/*/*/best.safetensors"))

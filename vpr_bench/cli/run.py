@@ -67,18 +67,6 @@ def ablate(**options) -> None:
     click.echo(f"ablation table written to {out}")
 
 
-@cli.command("eval")
-@common_options
-@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
-@click.option("--checkpoint", type=click.Path(), help="Weights file or run folder to evaluate.")
-@click.option("--untrained", is_flag=True, help="Evaluate the architecture as built (no trained weights).")
-@click.option(
-    "--weights",
-    help="official or official:FILE — the authors' published file (downloaded once into the torch hub "
-    "cache), for methods that publish weights (see vpr-bench list).",
-)
-@click.option("--query-model", help="Pipelines (tscm): the model describing the queries [student].")
-@click.option("--database-model", help="Pipelines (tscm): the model describing the database [teacher].")
 def official_weights(method: str, spec: str) -> str:
     """The local path of ``--weights official[:FILE]`` for ``method`` (fetched by the method)."""
     from vpr_bench.registry import METHODS
@@ -92,6 +80,18 @@ def official_weights(method: str, spec: str) -> str:
     return str(fetch(choice or None))
 
 
+@cli.command("eval")
+@common_options
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--checkpoint", type=click.Path(), help="Weights file or run folder to evaluate.")
+@click.option("--untrained", is_flag=True, help="Evaluate the architecture as built (no trained weights).")
+@click.option(
+    "--weights",
+    help="official or official:FILE — the authors' published file (downloaded once into the torch hub "
+    "cache), for methods that publish weights (see vpr-bench list).",
+)
+@click.option("--query-model", help="Pipelines (tscm): the model describing the queries [student].")
+@click.option("--database-model", help="Pipelines (tscm): the model describing the database [teacher].")
 def evaluate(checkpoint, untrained, weights, query_model, database_model, **options) -> None:
     """Evaluate a method (untrained or from a checkpoint) on one split and write a result record."""
     if sum(map(bool, (checkpoint, untrained, weights))) > 1:

@@ -54,6 +54,24 @@ def initialise(
     model.init_from_features(np.concatenate(chunks), seed=cfg.seed)
 
 
+def check_whitening(model: nn.Module, database_images: int, max_images: int = 5000) -> int:
+    """Fail early (before any training) when the whitening cannot be fitted; the images it will use."""
+    dim = model.whitening_dim if fits_from_data(model) else None
+    usable = min(max_images, database_images)
+    if dim:
+        was = bool(model.whitening_fitted)
+        model.set_whitening(None, None)
+        vlad_dim = model.descriptor_dim
+        if was:
+            model.whitening_fitted.fill_(True)
+        if dim > vlad_dim or dim >= usable:
+            raise ConfigError(
+                f"--pca-dim {dim}: the whitening needs at most the descriptor size ({vlad_dim}) and fewer "
+                f"dimensions than training-database images ({usable} used); choose a smaller --pca-dim"
+            )
+    return usable
+
+
 def finalise(
     model: nn.Module,
     database_paths: Sequence[str | Path],
@@ -69,13 +87,7 @@ def finalise(
     import faiss
 
     model.set_whitening(None, None)  # fit on the un-whitened descriptor
-    vlad_dim = model.descriptor_dim
-    usable = min(max_images, len(database_paths))
-    if dim > vlad_dim or dim >= usable:
-        raise ConfigError(
-            f"--pca-dim {dim}: the whitening needs at most the descriptor size ({vlad_dim}) and fewer "
-            f"dimensions than training-database images ({usable} used); choose a smaller --pca-dim"
-        )
+    usable = check_whitening(model, len(database_paths), max_images)
     rng = np.random.default_rng(cfg.seed)
     picks = rng.choice(len(database_paths), size=usable, replace=False)
     transform = data_transform(model, cfg.data)
