@@ -6,6 +6,7 @@ tests/test_config.py, NaN loss, Ctrl-C and SIGKILL + --resume in tests/training/
 malicious pickle in tests/test_checkpoints.py, a plugin raising on import in tests/test_plugins.py.)
 """
 
+import copy
 import errno
 import json
 import multiprocessing
@@ -41,6 +42,13 @@ def config(root, out):
 
 
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    attempts, save_state = [], ckpt.save_state  # the progress of every checkpoint the trainer writes
+
+    def recording(path, state):
+        attempts.append(copy.deepcopy(state["progress"]))
+        save_state(path, state)
+
+    monkeypatch.setattr(ckpt, "save_state", recording)
     disk_full_after(monkeypatch, 3, name=ckpt.LAST)  # the 4th checkpoint write fails
     with pytest.raises(
         VPRBenchError, match=r"cannot write .*last\.pt: No space left on device; the previous"
@@ -49,8 +57,11 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(synthetic_r
     monkeypatch.undo()
     (run_dir,) = tmp_path.glob("*/*/*")
     assert not list(run_dir.glob(".*.tmp"))  # no half-written file left behind
-    state = ckpt.load_state(run_dir / ckpt.LAST)  # still a valid checkpoint
-    assert state["progress"]["global_step"] >= 0
+    state = ckpt.load_state(run_dir / ckpt.LAST)  # still a valid checkpoint ...
+    assert len(attempts) == 4 and attempts[3]["global_step"] > attempts[2]["global_step"]
+    assert state["progress"] == attempts[2]  # ... the 3rd one, whole: the last write that succeeded
+    progress = state["progress"]  # epoch 1 after its 2nd batch; the 4th write (the epoch's end) failed
+    assert (progress["epoch"], progress["position"], progress["global_step"]) == (0, 2, 2)
     assert json.loads((train_run(resume=run_dir) / "metrics.json").read_text())["training"]["epochs"] == 2
 
 

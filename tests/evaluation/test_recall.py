@@ -1,3 +1,6 @@
+import warnings
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -26,7 +29,18 @@ def test_recall_equals_brute_force(seed):
     _, predictions, ms = search(db, q, 20)
     expected = brute_force_recall(db, q, positives, (1, 5, 10, 20))
     assert recall_at_n(predictions, gt, (1, 5, 10, 20)) == pytest.approx(expected)
-    assert ms >= 0
+    assert 0 < ms < 1000  # a real, per-query figure: 80 queries × 500 images take microseconds each
+
+
+def test_ms_per_query_is_the_search_time_over_the_number_of_queries(monkeypatch):
+    from vpr_bench.evaluation import matching
+
+    ticks = iter([10.0, 12.0])  # the batched search starts at 10 s and ends at 12 s
+    monkeypatch.setattr(matching, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    rng = np.random.default_rng(0)
+    db, q = rng.normal(size=(500, 16)).astype(np.float32), rng.normal(size=(80, 16)).astype(np.float32)
+    _, _, ms = search(db, q, 20)
+    assert ms == pytest.approx(2000.0 / 80)  # 2 s over 80 queries, in milliseconds
 
 
 def test_search_matches_numpy_neighbours():
@@ -63,9 +77,33 @@ def test_collapse_groups_equals_a_loop():
         assert idx[row].tolist() == expected
 
 
-def test_database_smaller_than_n_pads_with_misses():
+def test_database_smaller_than_n_ranks_it_all_without_padding():
     db = np.eye(3, dtype=np.float32)
-    _, predictions, _ = search(db, db, 5)
-    assert predictions.shape == (3, 5) and (predictions[:, 3:] == -1).all()
-    gt = GroundTruth.from_lists([[0], [1], [2]], 3)
-    assert recall_at_n(predictions, gt, (1, 5)) == {"R@1": 100.0, "R@5": 100.0}
+    queries = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    distances, predictions, _ = search(db, queries, 10)  # Recall@10 on a 3-image database
+    assert predictions.shape == distances.shape == (4, 3)  # k capped: no faiss -1 / 3.4e38 padding
+    assert (np.sort(predictions, axis=1) == np.arange(3)).all() and np.isfinite(distances).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what the engine saves: no float16 overflow
+        assert np.isfinite(distances.astype(np.float16)).all()
+    # query 0 is right at 1; queries 1 and 3 only further down; query 2 has no positive at all
+    gt = GroundTruth.from_lists([[0], [2], [], [1]], 3)
+    assert recall_at_n(predictions, gt, (1, 5, 10)) == {"R@1": 25.0, "R@5": 75.0, "R@10": 75.0}
+    assert recall_at_n(predictions, gt, (3,)) == {"R@3": 75.0}  # N = the database size
+
+
+def test_recall_beyond_the_database_is_any_positive_whatever_the_ranking_holds():
+    gt = GroundTruth.from_lists([[2], [], [1]], num_database=3)
+    # an approximate index may leave ranks empty (-1): never an index (query 1's -1 would otherwise
+    # read as query 0's database image 2), and at N >= 3 the whole database is within reach
+    predictions = np.array([[0, -1], [-1, -1], [1, 0]])
+    assert recall_at_n(predictions, gt, (1, 2, 3, 10)) == pytest.approx(
+        {"R@1": 100 / 3, "R@2": 100 / 3, "R@3": 200 / 3, "R@10": 200 / 3}
+    )
+
+
+def test_ranking_of_all_places_shorter_than_n_counts_as_it_stands():
+    # 2 panoramas of 3 cut-outs each, collapsed: 2 ranks, every place listed; N = 5 < 6 images
+    gt = GroundTruth.from_lists([[3, 4, 5], []], num_database=6)
+    predictions = np.array([[0, 3], [3, 0]])
+    assert recall_at_n(predictions, gt, (1, 2, 5)) == {"R@1": 0.0, "R@2": 50.0, "R@5": 50.0}

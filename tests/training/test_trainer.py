@@ -119,7 +119,11 @@ def test_resume_refuses_a_finished_run(synthetic_root, tmp_path, uninterrupted):
         train_run(resume=run_dir)
 
 
+KILL_DEADLINE_S = 120  # for the run to reach a mid-epoch checkpoint of its 2nd epoch
+
+
 def test_sigkill_mid_epoch_then_resume_from_the_cli(synthetic_root, tmp_path):
+    out, log = tmp_path / "runs", tmp_path / "stderr.txt"
     args = [
         "--method",
         "gem",
@@ -127,7 +131,7 @@ def test_sigkill_mid_epoch_then_resume_from_the_cli(synthetic_root, tmp_path):
         f"folder:{synthetic_root}",
         *TINY_CLI,
         "--out",
-        str(tmp_path),
+        str(out),
         "--epochs",
         "3",
         "--batch-size",
@@ -143,22 +147,35 @@ def test_sigkill_mid_epoch_then_resume_from_the_cli(synthetic_root, tmp_path):
         "--lr",
         "1e-3",
     ]
-    proc = subprocess.Popen([sys.executable, "-m", "vpr_bench", "run", *args], stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            lasts = list(tmp_path.glob("*/*/*/last.pt"))
-            if lasts:
-                progress = ckpt.load_state(lasts[0])["progress"]
-                if progress["epoch"] >= 1 and progress["position"] >= 1:  # inside an epoch after the first
-                    break
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    run_dir = only_run(tmp_path)
-    assert not (run_dir / "metrics.json").exists()
+    seen = None  # the mid-epoch progress on disk when the kill is sent
+    with log.open("wb") as stderr:  # a file, not a pipe: a full pipe would stall the run, not kill it
+        proc = subprocess.Popen([sys.executable, "-m", "vpr_bench", "run", *args], stderr=stderr)
+        try:
+            deadline = time.monotonic() + KILL_DEADLINE_S
+            while seen is None:
+                if proc.poll() is not None:
+                    pytest.fail(
+                        f"the run ended (code {proc.returncode}) before a mid-epoch checkpoint of its "
+                        f"2nd epoch, so it was never killed mid-run:\n{log.read_text()[-2000:]}"
+                    )
+                if time.monotonic() > deadline:
+                    pytest.fail(f"no mid-epoch checkpoint of the 2nd epoch within {KILL_DEADLINE_S} s")
+                lasts = list(out.glob("*/*/*/last.pt"))
+                progress = ckpt.load_state(lasts[0])["progress"] if lasts else None
+                if progress and progress["epoch"] >= 1 and progress["position"] >= 1:  # inside epoch 2+
+                    seen = progress
+                else:
+                    time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            if proc.poll() is None and seen is None:  # a failed wait: leave no process behind
+                proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"exit code {proc.returncode}, not our SIGKILL"
+    run_dir = only_run(out)
+    killed_at = ckpt.load_state(run_dir / ckpt.LAST)["progress"]
+    assert not killed_at["finished"] and not (run_dir / "metrics.json").exists()  # cut short mid-run
+    assert 1 <= killed_at["epoch"] < 3 and killed_at["global_step"] >= seen["global_step"]
     done = subprocess.run(
         [sys.executable, "-m", "vpr_bench", "run", "--resume", str(run_dir)], capture_output=True, text=True
     )

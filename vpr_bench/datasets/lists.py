@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import io
+import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +27,163 @@ from vpr_bench.registry import register_dataset
 PACKAGED = Path(__file__).resolve().parent.parent / "data"
 
 
+class _Pickled:
+    """Stands in for numpy's ``_reconstruct`` / ``dtype`` while unpickling: it only records what the
+    pickle asks for. numpy's own ``__setstate__`` trusts its input (a list shorter than the shape it
+    announces makes it read past the list and crash), so arrays are rebuilt in ``_array`` after checks."""
+
+    def __init__(self, *args):
+        self.args, self.state = args, None
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+
+class _PickledArray(_Pickled):
+    pass
+
+
+class _PickledDtype(_Pickled):
+    pass
+
+
+def _dtype(spec) -> np.dtype:
+    """Object, bool, integer and float dtypes only: what lists of indices are made of."""
+    if not isinstance(spec, _PickledDtype) or not isinstance(spec.args[0], str):
+        raise ValueError("an array without a dtype")
+    code = spec.args[0]
+    if code[:1] == "O":
+        return np.dtype(object)
+    if code[:1] not in ("b", "i", "u", "f") or not code[1:].isdigit():
+        raise ValueError(f"dtype {code!r} in an index list")
+    order = spec.state[1] if isinstance(spec.state, tuple) and len(spec.state) > 1 else "="
+    return np.dtype(code).newbyteorder(order if order in ("<", ">") else "=")
+
+
+def _shape(shape) -> tuple[int, ...]:
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        raise ValueError(f"array shape {shape!r}")
+    return shape
+
+
+def _numbers(data, dtype: np.dtype, shape: tuple[int, ...], order: str) -> np.ndarray:
+    """A numeric array from its raw bytes (a Python 2 pickle gives them as a latin1 ``str``)."""
+    if not isinstance(data, (str, bytes, bytearray)):  # bytes(n) would allocate n bytes
+        raise ValueError(f"{type(data).__name__} data for a {shape} {dtype} array")
+    raw = data.encode("latin1") if isinstance(data, str) else bytes(data)
+    if dtype.hasobject or len(raw) != math.prod(shape) * dtype.itemsize:
+        raise ValueError(f"{len(raw)} data bytes for a {shape} {dtype} array")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy()
+
+
+def _array(pickled: _PickledArray) -> np.ndarray:
+    """The array ``ndarray.__setstate__`` would build, with its shape, dtype and data checked first."""
+    state = pickled.state
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise ValueError("an array without a valid state")
+    shape, dtype, fortran, data = state[-4:]
+    shape, dtype, order = _shape(shape), _dtype(dtype), "F" if fortran else "C"
+    if not dtype.hasobject:
+        return _numbers(data, dtype, shape, order)
+    if not isinstance(data, list) or len(data) != math.prod(shape):
+        items = len(data) if isinstance(data, list) else type(data).__name__
+        raise ValueError(f"{shape} object array pickled with {items} items")
+    array = np.empty(len(data), dtype=object)
+    for i, item in enumerate(data):  # element-wise: numpy would turn nested lists into dimensions
+        array[i] = _rebuilt(item)
+    return array.reshape(shape, order=order)
+
+
+def _from_buffer(data, dtype, shape, order) -> np.ndarray:
+    """numpy's ``_frombuffer``: how pickle protocol 5 spells a numeric array."""
+    return _numbers(data, _dtype(dtype), _shape(shape), "F" if order == "F" else "C")
+
+
+def _scalar(dtype, data):
+    """numpy's ``scalar(dtype, data)``: a number from its bytes, or (object dtype) the object itself."""
+    dtype = _dtype(dtype)
+    return _rebuilt(data) if dtype.hasobject else _numbers(data, dtype, (), "C")[()]
+
+
+def _rebuilt(item):
+    if isinstance(item, _PickledArray):
+        return _array(item)
+    if isinstance(item, list):
+        return [_rebuilt(x) for x in item]
+    if isinstance(item, tuple):
+        return tuple(_rebuilt(x) for x in item)
+    return item
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """Protocol-2 pickles written by Python 3 spell ``bytes`` as ``_codecs.encode(text, "latin1")``
+    (and ``b""`` as ``bytes()``)."""
+    if encoding != "latin1":
+        raise ValueError(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+# The only names an array of index lists pickles (numpy 1.x says numpy.core, 2.x numpy._core), each
+# mapped to a checked stand-in; anything else (os.system, builtins.exec, ...) is refused before it is called.
+_ARRAY_GLOBALS = {
+    **{(f"numpy.{core}.multiarray", "_reconstruct"): _PickledArray for core in ("core", "_core")},
+    **{(f"numpy.{core}.multiarray", "scalar"): _scalar for core in ("core", "_core")},
+    **{(f"numpy.{core}.numeric", "_frombuffer"): _from_buffer for core in ("core", "_core")},
+    **{(builtins, "bytes"): lambda: b"" for builtins in ("builtins", "__builtin__")},
+    ("numpy", "ndarray"): np.ndarray,  # only passed to _reconstruct, never called
+    ("numpy", "dtype"): _PickledDtype,
+    ("_codecs", "encode"): _latin1_bytes,
+}
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Reads numpy object arrays of numbers and lists and nothing else: a downloaded ground-truth
+    file must not run code (``np.load(allow_pickle=True)`` would call whatever its pickle names)."""
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="latin1")  # latin1: Python 2 pickles (VPR-Bench's) hold byte strings
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ARRAY_GLOBALS[module, name]
+        except KeyError:
+            raise DatasetError(
+                f"{self.path}: refused to unpickle {module}.{name}; a ground-truth .npy may only hold "
+                "arrays, numbers and lists: download the file again from its source"
+            ) from None
+
+
 def _load_npy(path: Path, what: str) -> np.ndarray:
+    """A .npy file; object arrays (lists of indices) through ``_ArrayUnpickler``, never plain pickle."""
     if not path.is_file():
         raise DatasetError(f"{path} not found: expected {what}")
     try:
-        return np.load(path, allow_pickle=True)  # object arrays of index lists need pickle; local files only
-    except (OSError, ValueError, EOFError) as exc:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _HEADER_READERS:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+            shape, _, dtype = _HEADER_READERS[version](f)
+            if not dtype.hasobject:
+                f.seek(0)
+                return np.load(f, allow_pickle=False)
+            payload = io.BytesIO(f.read())  # in memory: a corrupt length cannot ask for more than it
+            pickled = _ArrayUnpickler(payload, path).load()  # np.save pickles an object array whole
+        if not isinstance(pickled, _PickledArray):
+            raise ValueError(f"its pickle holds a {type(pickled).__name__}, not an array")
+        array = _array(pickled)
+    except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError, LookupError) as exc:
         raise DatasetError(f"{path} is not a readable .npy file ({exc})") from None
+    # corrupt pickles: BUILD on a number, a list holding itself, a huge length or memo index
+    except (AttributeError, RecursionError, MemoryError, OverflowError) as exc:
+        raise DatasetError(f"{path} is not a readable .npy file ({type(exc).__name__}: {exc})") from None
+    if array.shape != shape:
+        raise DatasetError(f"{path}: its pickle holds a {array.shape} array, its header says {shape}")
+    return array
 
 
 def _as_index_lists(raw, path: Path) -> list[np.ndarray]:

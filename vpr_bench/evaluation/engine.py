@@ -142,7 +142,8 @@ def evaluate(
         else:  # search deeper, then let each group (panorama) count once
             per_group = int(np.bincount(groups).max())
             distances, predictions, ms_per_query = search(database, queries, k * per_group, spec)
-            distances, predictions = collapse_groups(distances, predictions, groups, k)
+            places = len(np.unique(groups))  # never more ranks than places: no -1 padding
+            distances, predictions = collapse_groups(distances, predictions, groups, min(k, places))
     if len(without):
         log.warning(
             "%d of %d queries have no positive within %s; they are %s",
@@ -196,6 +197,9 @@ def evaluate(
             "interpolation": None if native else cfg.data.interpolation,
             "preprocess": cfg.data.preprocess,
             "index": spec.describe(),
+            # fewer database images (places) than max(recall_at): all ranked, R@N beyond is "any positive"
+            "predictions_per_query": int(predictions.shape[1]),
+            "k_capped_at_database": bool(predictions.shape[1] < k),
             "database_groups": None if split.database_groups is None else "one hit per group (panorama)",
             "source": split.source,
             **{k: v for k, v in split.info.items() if k in ("layout",)},

@@ -65,10 +65,14 @@ def build_index(database: np.ndarray, spec: IndexSpec = IndexSpec(), seed: int =
 def search(
     database: np.ndarray, queries: np.ndarray, k: int, spec: IndexSpec = IndexSpec()
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """L2 search (exact, or ``spec``'s approximate index): (Q, k) distances, (Q, k) indices, and
-    milliseconds per query of the batched search (index building not included)."""
+    """L2 search (exact, or ``spec``'s approximate index): (Q, k') distances, (Q, k') indices, and
+    milliseconds per query of the batched search (index building not included).
+
+    k' = min(k, database size): faiss would fill the ranks past the database with index -1 and distance
+    3.4e38. An approximate index may still leave a rank empty (its probed cells hold fewer than k'
+    images): index -1, distance inf."""
     index = build_index(database, spec)
-    # k may exceed the database: faiss then returns index -1 (a miss) for the missing ranks
+    k = min(k, index.ntotal)
     distances = np.empty((len(queries), k), dtype=np.float32)
     indices = np.empty((len(queries), k), dtype=np.int64)
     started = time.perf_counter()
@@ -76,6 +80,7 @@ def search(
         block = np.ascontiguousarray(queries[start : start + QUERY_BLOCK], dtype=np.float32)
         distances[start : start + len(block)], indices[start : start + len(block)] = index.search(block, k)
     ms_per_query = 1000.0 * (time.perf_counter() - started) / max(1, len(queries))
+    distances[indices < 0] = np.inf  # not faiss's float32 max, which overflows when saved as float16
     return distances, indices, ms_per_query
 
 

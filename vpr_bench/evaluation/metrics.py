@@ -25,13 +25,20 @@ def hits(predictions: np.ndarray, gt: GroundTruth) -> np.ndarray:
 def recall_at_n(
     predictions: np.ndarray, gt: GroundTruth, ns: Sequence[int] = (1, 5, 10, 20)
 ) -> dict[str, float]:
-    """A query counts at N if any of its top-N predictions is a positive; one with none is a miss."""
-    if max(ns) > predictions.shape[1]:
-        raise ValueError(
-            f"Recall@{max(ns)} needs {max(ns)} predictions per query, got {predictions.shape[1]}"
-        )
-    first_hit = hits(predictions, gt).cumsum(axis=1) > 0  # (Q, K)
-    return {f"R@{n}": float(100.0 * first_hit[:, n - 1].mean()) for n in ns}
+    """A query counts at N if any of its top-N predictions is a positive; one with none is a miss.
+
+    A ranking shorter than N holds all the index could return (``search`` caps k at the database size,
+    the engine at its number of places): a query then counts at N if it counts anywhere in the ranking,
+    and, for N ≥ the database size, if it has any positive at all.
+    """
+    within = np.zeros((predictions.shape[0], predictions.shape[1] + 1), dtype=bool)  # (Q, K + 1)
+    within[:, 1:] = hits(predictions, gt).cumsum(axis=1) > 0  # within[:, j]: a positive in the top j
+    any_positive = gt.counts > 0
+    recall = {}
+    for n in ns:
+        correct = any_positive if n >= gt.num_database else within[:, min(n, predictions.shape[1])]
+        recall[f"R@{n}"] = float(100.0 * correct.mean())
+    return recall
 
 
 @register_metric("mrr", "mean reciprocal rank of the first correct database image within the retrieved list")

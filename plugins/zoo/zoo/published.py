@@ -98,13 +98,18 @@ def read_official(content, path: Path, name: str, published: Published, convert:
         ) from None
     known = any(f.name == path.name for f in published.files)
     description = f"official {path.name}" if known else f"checkpoint:{path} ({name}, official layout)"
-    settings = {"model.options": options, **published.settings()}
+    backbone = options.get("backbone", published.backbone)  # the record names what the file holds
+    settings = {"model.backbone": backbone, "model.options": options, **published.settings()}
     return MethodCheckpoint(path, ours, settings, description)
 
 
 def fetch_official(choice: str | None, name: str, published: Published) -> Path:
     """``--weights official[:FILE]``: the authors' file in the torch hub cache, downloaded once."""
     files = {f.name: f for f in published.files}
+    if not files:
+        raise ConfigError(
+            f"--weights official: no official file of {name} is known here; pass --checkpoint FILE"
+        )
     chosen = files.get(choice) if choice else published.files[0]
     if chosen is None:
         raise ConfigError(f"--weights official:{choice}: {name} publishes {', '.join(files)}")
