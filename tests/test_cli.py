@@ -62,7 +62,7 @@ def test_eval_recall_at_and_split(synthetic_root, tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--method", "nope", "--dataset", "synthetic"], "error: unknown method 'nope'; valid: boq, convap, cosplace"),
+        (["--method", "nope", "--dataset", "synthetic"], "error: unknown method 'nope'; valid: boq, convap"),
         (["--method", "gem", "--dataset", "nowhere"], "error: unknown dataset 'nowhere'; valid: amstertime"),
         (
             ["--method", "gem", "--dataset", "synthetic", "--eval-batch-size", "-4"],

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_config, write_image
-from vpr_bench.datasets import DatasetOptions, build_dataset
+from vpr_bench.config import DataConfig
+from vpr_bench.datasets import build_dataset
 from vpr_bench.errors import DatasetError
 from vpr_bench.runner import evaluate_run
 
@@ -86,7 +87,7 @@ def test_npylist_reader(tmp_path):
     with pytest.raises(DatasetError, match=r"other_dbImages.npy not found"):
         build_dataset(f"npylist:{tmp_path}:other").split("test")
     with pytest.raises(DatasetError, match=r"expected npylist:<folder>:<name>"):
-        build_dataset("npylist:justone", DatasetOptions())
+        build_dataset("npylist:justone", DataConfig())
 
 
 # ---- object arrays are read without running their pickle ----------------------------------------------

@@ -3,7 +3,8 @@ import pytest
 import scipy.io
 
 from tests.conftest import write_image
-from vpr_bench.datasets import DatasetOptions, build_dataset
+from vpr_bench.config import DataConfig
+from vpr_bench.datasets import build_dataset
 from vpr_bench.datasets.netvlad_mat import read_db_struct
 from vpr_bench.errors import DatasetError
 from vpr_bench.testing import write_db_struct
@@ -42,7 +43,7 @@ def test_db_struct_round_trip_with_exact_layout(tmp_path):
 @pytest.mark.parametrize("layout", ["netvlad", "tscm"])
 def test_both_image_layouts_are_found(tmp_path, layout):
     root = make_pitts(tmp_path / "pitts30k", layout)
-    split = build_dataset("pitts30k", DatasetOptions(data_root=str(root))).split("test")
+    split = build_dataset("pitts30k", DataConfig(data_root=str(root))).split("test")
     split.validate()
     assert split.info["layout"] == layout
     assert split.database_paths[2] == (root if layout == "netvlad" else root / "database") / DB[2]
@@ -55,13 +56,13 @@ def test_struct_file_is_looked_up_in_struct_dir(tmp_path):
     root = make_pitts(tmp_path / "pitts30k")
     (tmp_path / "structs").mkdir()
     (root / "pitts30k_test.mat").rename(tmp_path / "structs" / "pitts30k_test.mat")
-    options = DatasetOptions(data_root=str(root), struct_dir=str(tmp_path / "structs"))
+    options = DataConfig(data_root=str(root), struct_dir=str(tmp_path / "structs"))
     assert build_dataset("pitts30k", options).split("test").num_queries == 2
 
 
 def test_missing_struct_file_names_places_searched(tmp_path):
     with pytest.raises(DatasetError, match=r"pitts30k_test.mat not found in .*--struct-dir"):
-        build_dataset("pitts30k", DatasetOptions(data_root=str(tmp_path))).split("test")
+        build_dataset("pitts30k", DataConfig(data_root=str(tmp_path))).split("test")
 
 
 def test_truncated_mat_is_a_clear_error(tmp_path):
@@ -69,7 +70,7 @@ def test_truncated_mat_is_a_clear_error(tmp_path):
     data = (root / "pitts30k_test.mat").read_bytes()
     (root / "pitts30k_test.mat").write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match=r"pitts30k_test.mat"):
-        build_dataset("pitts30k", DatasetOptions(data_root=str(root))).split("test")
+        build_dataset("pitts30k", DataConfig(data_root=str(root))).split("test")
 
 
 def test_wrong_fields_are_named(tmp_path):
@@ -79,17 +80,17 @@ def test_wrong_fields_are_named(tmp_path):
         root / "pitts30k_test.mat", {"dbStruct": {"whichSet": "test", "utmDb": np.zeros((2, 2))}}
     )
     with pytest.raises(DatasetError, match=r"no field dbImageFns or dbImage"):
-        build_dataset("pitts30k", DatasetOptions(data_root=str(root))).split("test")
+        build_dataset("pitts30k", DataConfig(data_root=str(root))).split("test")
     scipy.io.savemat(root / "pitts30k_test.mat", {"somethingElse": 1})
     with pytest.raises(DatasetError, match=r"no 'dbStruct' variable"):
-        build_dataset("pitts30k", DatasetOptions(data_root=str(root))).split("test")
+        build_dataset("pitts30k", DataConfig(data_root=str(root))).split("test")
 
 
 def test_missing_images_are_counted(tmp_path):
     root = make_pitts(tmp_path / "pitts30k")
     (root / DB[1]).unlink()
     (root / DB[2]).unlink()
-    split = build_dataset("pitts30k", DatasetOptions(data_root=str(root))).split("test")
+    split = build_dataset("pitts30k", DataConfig(data_root=str(root))).split("test")
     with pytest.raises(DatasetError, match=r"2 of 5 images are missing \(first: .*000000_pitch1_yaw2.jpg"):
         split.validate()
 
@@ -99,20 +100,20 @@ def test_no_images_at_all_says_which_paths_were_tried(tmp_path):
     root.mkdir()
     write_db_struct(root / "pitts30k_test.mat", "test", DB, DB_UTM, Q, Q_UTM)
     with pytest.raises(DatasetError, match=r"images of pitts30k_test.mat not found .*--layout"):
-        build_dataset("pitts30k", DatasetOptions(data_root=str(root))).split("test")
+        build_dataset("pitts30k", DataConfig(data_root=str(root))).split("test")
 
 
 def test_corrupt_image_is_named(tmp_path):
     root = make_pitts(tmp_path / "pitts30k")
     (root / DB[0]).write_bytes(b"not a jpeg")
-    split = build_dataset("pitts30k", DatasetOptions(data_root=str(root))).split("test")
+    split = build_dataset("pitts30k", DataConfig(data_root=str(root))).split("test")
     with pytest.raises(DatasetError, match=r"cannot read image .*000000_pitch1_yaw1.jpg"):
         split.validate()
 
 
 def test_unknown_split(tmp_path):
     with pytest.raises(DatasetError, match=r"tokyo247 has no 'train' split \(available: test\)"):
-        build_dataset("tokyo247", DatasetOptions(data_root=str(tmp_path))).split("train")
+        build_dataset("tokyo247", DataConfig(data_root=str(tmp_path))).split("train")
 
 
 SEQNET_ORDER = (
@@ -249,7 +250,7 @@ def test_tokyo247_counts_each_panorama_once(tmp_path):
     for name in db:
         write_image(root / name)
     write_image(root / "247query_v3/q0.jpg")
-    split = build_dataset("tokyo247", DatasetOptions(data_root=str(root))).split("test")
+    split = build_dataset("tokyo247", DataConfig(data_root=str(root))).split("test")
     assert split.database_groups.tolist() == [0] * 12 + [1] * 12
     from vpr_bench.evaluation.matching import collapse_groups
     from vpr_bench.evaluation.metrics import recall_at_n

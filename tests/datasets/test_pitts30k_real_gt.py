@@ -12,7 +12,8 @@ from PIL import Image
 from torch import nn
 
 from tests.conftest import DATA, tiny_config
-from vpr_bench.datasets import DatasetOptions, build_dataset
+from vpr_bench.config import DataConfig
+from vpr_bench.datasets import build_dataset
 from vpr_bench.registry import METHODS, registration_source
 from vpr_bench.results import load_records
 from vpr_bench.runner import evaluate_run
@@ -52,7 +53,7 @@ def pitts_root(tmp_path_factory):
 
 
 def test_reader_counts_and_thresholds(pitts_root):
-    split = build_dataset("pitts30k", DatasetOptions(data_root=str(pitts_root))).split("test")
+    split = build_dataset("pitts30k", DataConfig(data_root=str(pitts_root))).split("test")
     split.validate()
     assert (split.num_database, split.num_queries) == (10000, 6816)
     assert len(split.ground_truth().queries_without_positives) == 0

@@ -2,31 +2,27 @@
 
 from vpr_bench.config import DataConfig
 from vpr_bench.datasets import folder, lists, netvlad_mat, synthetic  # noqa: F401  (registration)
-from vpr_bench.datasets.base import DatasetOptions, VPRDataset, default_data_dir
+from vpr_bench.datasets.base import VPRDataset, default_data_dir
 from vpr_bench.datasets.ground_truth import GroundTruth
 from vpr_bench.datasets.split import Split
 from vpr_bench.registry import DATASETS
 
 
-def build_dataset(spec: str, options: DatasetOptions | None = None) -> VPRDataset:
+def build_dataset(spec: str, options: DataConfig | None = None) -> VPRDataset:
     """``pitts30k``, ``synthetic``, ``folder:/path/to/root``, or any plugin's dataset."""
-    return DATASETS.build(spec, options or DatasetOptions())
+    return DATASETS.build(spec, options or DataConfig())
 
 
 def load_split(data: DataConfig, split: str) -> tuple[str, Split]:
     """The dataset's ``split`` as ``data`` configures it, checked (images present and readable);
     (dataset name, split)."""
-    options = DatasetOptions(
-        data.data_root, data.struct_dir, data.layout, data.pos_radius, data.train_pos_radius
-    )
-    dataset = build_dataset(data.dataset, options)
-    loaded = dataset.split(split, options)
+    dataset = build_dataset(data.dataset, data)
+    loaded = dataset.split(split, data)
     loaded.validate()
     return dataset.name, loaded
 
 
 __all__ = [
-    "DatasetOptions",
     "GroundTruth",
     "Split",
     "VPRDataset",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from vpr_bench.config import DataConfig
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import DatasetError
 
@@ -17,16 +17,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("VPR_BENCH_DATA", "datasets"))
 
 
-@dataclass
-class DatasetOptions:
-    data_root: str | None = None  # default: <data dir>/<dataset name>
-    struct_dir: str | None = None  # extra place to look for .mat structure files
-    layout: str = "auto"  # image layout of .mat datasets: auto | netvlad | tscm
-    pos_radius: float | None = None  # override the dataset's evaluation radius (metres)
-    train_pos_radius: float | None = None  # override the non-trivial positive radius (metres)
-
-    def root_for(self, name: str) -> Path:
-        return Path(self.data_root) if self.data_root else default_data_dir() / name
+def dataset_root(data: DataConfig, name: str) -> Path:
+    """Where dataset ``name`` lives: ``--data-root``, else ``<data dir>/<name>``."""
+    return Path(data.data_root) if data.data_root else default_data_dir() / name
 
 
 class VPRDataset:
@@ -39,7 +32,7 @@ class VPRDataset:
     def load_split(self, split: str) -> Split:
         raise NotImplementedError
 
-    def split(self, split: str, options: DatasetOptions | None = None) -> Split:
+    def split(self, split: str, options: DataConfig | None = None) -> Split:
         if split not in self.splits:
             raise DatasetError(f"{self.name} has no {split!r} split (available: {', '.join(self.splits)})")
         loaded = self.load_split(split)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vpr_bench.datasets.base import DatasetOptions, VPRDataset
+from vpr_bench.config import DataConfig
+from vpr_bench.datasets.base import VPRDataset, dataset_root
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import DatasetError
 from vpr_bench.registry import register_dataset
@@ -92,15 +93,15 @@ class FolderDataset(VPRDataset):
 @register_dataset(
     "folder:", "any dataset in the folder layout: images/<split>/{database,queries}, UTM in names"
 )
-def folder_dataset(path: str, options: DatasetOptions) -> FolderDataset:
+def folder_dataset(path: str, options: DataConfig) -> FolderDataset:
     root = Path(path)
     return FolderDataset(f"folder-{root.resolve().name}", root)
 
 
 def _register_folder_name(name: str, title: str) -> None:
     @register_dataset(name, f"{title} in the folder layout (datasets/{name}/images/...)")
-    def build(options: DatasetOptions) -> FolderDataset:
-        return FolderDataset(name, options.root_for(name))
+    def build(options: DataConfig) -> FolderDataset:
+        return FolderDataset(name, dataset_root(options, name))
 
 
 for _name, _title in FOLDER_DATASETS.items():

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vpr_bench.datasets.base import DatasetOptions, VPRDataset, default_data_dir
+from vpr_bench.config import DataConfig
+from vpr_bench.datasets.base import VPRDataset, default_data_dir
 from vpr_bench.datasets.folder import list_images
 from vpr_bench.datasets.ground_truth import GroundTruth
 from vpr_bench.datasets.split import Split
@@ -258,14 +259,14 @@ class NpyListDataset(VPRDataset):
 
 
 @register_dataset("vprbench:", "any dataset in the VPR-Bench layout: query/, ref/, ground_truth_new.npy")
-def vprbench(path: str, options: DatasetOptions) -> VPRBenchDataset:
+def vprbench(path: str, options: DataConfig) -> VPRBenchDataset:
     return VPRBenchDataset(f"vprbench-{Path(path).resolve().name}", Path(path))
 
 
 @register_dataset(
     "npylist:", "GSV-Cities/MixVPR lists: npylist:<folder>:<name> → <name>_{dbImages,qImages,gt}.npy"
 )
-def npylist(spec: str, options: DatasetOptions) -> NpyListDataset:
+def npylist(spec: str, options: DataConfig) -> NpyListDataset:
     folder, sep, name = spec.rpartition(":")
     if not sep or not folder or not name:
         raise DatasetError(
@@ -277,7 +278,7 @@ def npylist(spec: str, options: DatasetOptions) -> NpyListDataset:
 @register_dataset(
     "corridor", "real indoor corridor, 111 queries / 111 refs (Milford 2013), ships with vpr-bench"
 )
-def corridor(options: DatasetOptions) -> VPRBenchDataset:
+def corridor(options: DataConfig) -> VPRBenchDataset:
     """``datasets/corridor`` (or ``--data-root``) if present, else the copy inside the package."""
     root = Path(options.data_root) if options.data_root else default_data_dir() / "corridor"
     return VPRBenchDataset("corridor", root if root.is_dir() else PACKAGED / "corridor")

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from vpr_bench.datasets.base import LAYOUTS, DatasetOptions, VPRDataset
+from vpr_bench.config import DataConfig
+from vpr_bench.datasets.base import LAYOUTS, VPRDataset, dataset_root
 from vpr_bench.datasets.folder import FolderDataset
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import DatasetError
@@ -152,14 +153,14 @@ class MatDataset(VPRDataset):
         self,
         name: str,
         struct_files: dict[str, str],
-        options: DatasetOptions,
+        options: DataConfig,
         query_dirs: tuple[str, ...] = ("queries_real",),
         cutouts_per_panorama: int | None = None,
     ):
         if options.layout not in LAYOUTS:
             raise DatasetError(f"--layout {options.layout!r} is not one of {', '.join(LAYOUTS)}")
         self.name = name
-        self.root = options.root_for(name)
+        self.root = dataset_root(options, name)
         self.struct_files = struct_files
         self.splits = tuple(struct_files)
         self.options = options
@@ -222,7 +223,7 @@ class MatDataset(VPRDataset):
         )
 
 
-def _mat_or_folder(name: str, struct_files: dict[str, str], options: DatasetOptions, **kwargs) -> VPRDataset:
+def _mat_or_folder(name: str, struct_files: dict[str, str], options: DataConfig, **kwargs) -> VPRDataset:
     """The .mat reader, or the folder reader when the root is in the folder layout and has no .mat."""
     dataset = MatDataset(name, struct_files, options, **kwargs)
     has_struct = any(
@@ -236,17 +237,17 @@ def _mat_or_folder(name: str, struct_files: dict[str, str], options: DatasetOpti
 
 
 @register_dataset("pitts30k", "Pittsburgh 30k (NetVLAD .mat + images, or folder layout); train/val/test")
-def pitts30k(options: DatasetOptions) -> VPRDataset:
+def pitts30k(options: DataConfig) -> VPRDataset:
     return _mat_or_folder("pitts30k", {s: f"pitts30k_{s}.mat" for s in ("train", "val", "test")}, options)
 
 
 @register_dataset("pitts250k", "Pittsburgh 250k (NetVLAD .mat + images, or folder layout); train/val/test")
-def pitts250k(options: DatasetOptions) -> VPRDataset:
+def pitts250k(options: DataConfig) -> VPRDataset:
     return _mat_or_folder("pitts250k", {s: f"pitts250k_{s}.mat" for s in ("train", "val", "test")}, options)
 
 
 @register_dataset("tokyo247", "Tokyo 24/7 (NetVLAD tokyo247.mat + images, or folder layout); test only")
-def tokyo247(options: DatasetOptions) -> VPRDataset:
+def tokyo247(options: DataConfig) -> VPRDataset:
     return _mat_or_folder(
         "tokyo247",
         {"test": "tokyo247.mat"},
@@ -257,7 +258,7 @@ def tokyo247(options: DatasetOptions) -> VPRDataset:
 
 
 @register_dataset("tokyotm", "Tokyo Time Machine (NetVLAD tokyoTM_{train,val}.mat, 12 fields) + images")
-def tokyotm(options: DatasetOptions) -> VPRDataset:
+def tokyotm(options: DataConfig) -> VPRDataset:
     # TokyoTM's queries are drawn from the same image collection as its database
     files = {s: f"tokyoTM_{s}.mat" for s in ("train", "val")}
     return _mat_or_folder("tokyotm", files, options, query_dirs=("", "queries_real", "query"))

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from vpr_bench._io import atomic_write_json
-from vpr_bench.datasets.base import DatasetOptions
+from vpr_bench.config import DataConfig
+from vpr_bench.datasets.base import dataset_root
 from vpr_bench.datasets.folder import FolderDataset
 from vpr_bench.datasets.synthetic_render import View, change_appearance, make_facade, render
 from vpr_bench.errors import DatasetError
@@ -208,6 +209,6 @@ def ensure(root: Path, cfg: SynthConfig = SynthConfig()) -> Path:
 
 
 @register_dataset("synthetic", "embedded procedural streets, generated on first use (folder layout)")
-def synthetic(options: DatasetOptions) -> FolderDataset:
-    root = options.root_for("synthetic")
+def synthetic(options: DataConfig) -> FolderDataset:
+    root = dataset_root(options, "synthetic")
     return FolderDataset("synthetic", ensure(root))
