@@ -237,6 +237,15 @@ def apply(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+def apply_file_settings(cfg: RunConfig, settings: dict[str, Any]) -> RunConfig:
+    """Set what a checkpoint file decides; its ``model.options`` replace the options (not merged into
+    them: a preset's options for another variant must not survive)."""
+    apply(cfg, {k: v for k, v in settings.items() if k != "model.options"})
+    if "model.options" in settings:
+        cfg.model.options = copy.deepcopy(settings["model.options"])
+    return cfg
+
+
 def check_against_file(given: dict[str, Any], from_file: dict[str, Any]) -> None:
     """A model setting given that differs from what the checkpoint file decides fails, naming both."""
     for key, value in from_file.items():
@@ -278,8 +287,7 @@ def resolve(preset: str, overrides: dict[str, Any], from_file: dict[str, Any] | 
     )
     if from_file:
         check_against_file(overrides, from_file)
-        apply(cfg, {k: v for k, v in from_file.items() if k != "model.options"})
-        cfg.model.options = copy.deepcopy(from_file.get("model.options", cfg.model.options))
+        apply_file_settings(cfg, from_file)
     apply(cfg, overrides)
     cfg.validate()
     return cfg

@@ -45,6 +45,11 @@ class FittedFromData(Protocol):
         """The whitened descriptor size, or None for no whitening."""
         ...
 
+    @property
+    def unwhitened_dim(self) -> int:
+        """The descriptor size before whitening (what training and mining see)."""
+        ...
+
     def set_whitening(self, matrix: np.ndarray | None, bias: np.ndarray | None) -> None:
         """y = matrix · x + bias on the descriptor (after training); None switches it off."""
         ...

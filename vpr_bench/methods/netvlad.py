@@ -61,7 +61,7 @@ class NetVLADNet(nn.Module):
     def descriptor_dim(self) -> int:
         """The VLAD size, or ``pca_dim`` once the whitening is fitted."""
         whitened = self.pca_dim and bool(self.whitening_fitted)
-        return self.pca_dim if whitened else self.pool.output_dim
+        return self.pca_dim if whitened else self.unwhitened_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         vlad = self.pool(self.backbone(images)[-1])
@@ -80,6 +80,10 @@ class NetVLADNet(nn.Module):
     @property
     def whitening_dim(self) -> int | None:
         return self.pca_dim
+
+    @property
+    def unwhitened_dim(self) -> int:
+        return self.pool.output_dim
 
     def set_whitening(self, matrix: np.ndarray | None, bias: np.ndarray | None) -> None:
         if not self.pca_dim:

@@ -59,11 +59,7 @@ def check_whitening(model: nn.Module, database_images: int, max_images: int = 50
     dim = model.whitening_dim if fits_from_data(model) else None
     usable = min(max_images, database_images)
     if dim:
-        was = bool(model.whitening_fitted)
-        model.set_whitening(None, None)
-        vlad_dim = model.descriptor_dim
-        if was:
-            model.whitening_fitted.fill_(True)
+        vlad_dim = model.unwhitened_dim
         if dim > vlad_dim or dim >= usable:
             raise ConfigError(
                 f"--pca-dim {dim}: the whitening needs at most the descriptor size ({vlad_dim}) and fewer "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tscm.trainer import DEFAULT_KD_LOSS, run_weights
 from vpr_bench._io import atomic_write_text
-from vpr_bench.config import RunConfig, apply
+from vpr_bench.config import RunConfig, apply_file_settings
 from vpr_bench.errors import ConfigError
 from vpr_bench.registry import KD_LOSSES
 from vpr_bench.results.store import Record
@@ -119,9 +119,10 @@ def evaluate(
             student_cfg = _role(cfg, STUDENT)
             student_cfg.model.pretrained = False
             read = read_method_checkpoint(STUDENT, student_weights)
-            if read.settings:  # the release's own student file decides its architecture
-                student_cfg.model.options = {}
-                apply(student_cfg, {k: v for k, v in read.settings.items() if k.startswith("model.")})
+            # the release's own student file decides its architecture (not this run's data settings)
+            apply_file_settings(
+                student_cfg, {k: v for k, v in read.settings.items() if k.startswith("model.")}
+            )
             models["student"] = build_method(student_cfg.model)
             load_weights(models["student"], read, STUDENT)
     dataset_name, split = load_split(cfg.data, cfg.eval.split)

@@ -53,7 +53,7 @@ def load_teacher(cfg: RunConfig) -> nn.Module:
     settings), a weights file of ours (built with this run's), or the TSCM release's own
     ``ckpt_best.pth.tar`` (built as the release's architecture). ``teacher.weights`` says which."""
     from vpr_bench.checkpoints import load_weights, read_method_checkpoint
-    from vpr_bench.config import apply
+    from vpr_bench.config import apply_file_settings
 
     if not cfg.distill.teacher:
         raise ConfigError("the tscm student needs a teacher: --teacher RUN_DIR (or run --method tscm)")
@@ -63,10 +63,7 @@ def load_teacher(cfg: RunConfig) -> nn.Module:
         model_cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())).model
     else:
         model_cfg = dataclasses.replace(cfg.model, method=TEACHER)
-    model_settings = {k: v for k, v in read.settings.items() if k.startswith("model.")}
-    if model_settings:  # the release's file decides its architecture
-        holder = RunConfig(model=dataclasses.replace(model_cfg, options={}))
-        model_cfg = apply(holder, model_settings).model
+    model_cfg = apply_file_settings(RunConfig(model=model_cfg), read.settings).model  # e.g. the release's
     teacher = build_method(dataclasses.replace(model_cfg, pretrained=False))  # weights: from the file
     load_weights(teacher, read, TEACHER)
     teacher.weights = read.description

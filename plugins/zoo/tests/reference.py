@@ -79,3 +79,32 @@ def errors(found: dict[str, np.ndarray | torch.Tensor], expected: dict[str, np.n
         k: relative_error(v.detach().numpy() if isinstance(v, torch.Tensor) else v, expected[k])
         for k, v in found.items()
     }
+
+
+def load_layout(method: str, state: dict, path: Path, drop_counters: bool = False, **layout):
+    """``state`` written in another official layout (``write_official``'s wrapper/prefix/extra; without
+    BatchNorm's ``num_batches_tracked`` when ``drop_counters``) and loaded as a user does: the model."""
+    if drop_counters:
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    return load_as_user(method, write_official(state, path, **layout))[0]
+
+
+def same_weights(model: torch.nn.Module, other: torch.nn.Module) -> bool:
+    expected = other.state_dict()
+    return all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
+
+
+def assert_a_foreign_file_fails_in_one_line(method: str, tmp_path: Path, first_missing: str) -> None:
+    """A timm ResNet-18 state dict given as ``method``'s file: one line naming the model and the first
+    missing and unexpected keys."""
+    import pytest
+    from timm import create_model
+
+    from vpr_bench.errors import CheckpointError
+
+    another_model = write_official(create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")
+    with pytest.raises(CheckpointError) as failure:
+        load_as_user(method, another_model)
+    message = str(failure.value)
+    assert "\n" not in message and f"a {method} model" in message
+    assert f"missing (first: {first_missing}" in message and "unexpected (first: conv1.weight" in message

@@ -18,8 +18,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from reference import errors, fixture_input, keys, load_as_user, official_state, reference, write_official
-from timm import create_model
+from reference import (
+    assert_a_foreign_file_fails_in_one_line,
+    errors,
+    fixture_input,
+    keys,
+    load_as_user,
+    official_state,
+    reference,
+    write_official,
+)
 from zoo.models import _dinov2
 
 from vpr_bench.config import ModelConfig, resolve
@@ -173,14 +181,7 @@ def test_an_option_contradicting_the_file_fails(salad):
 
 
 def test_a_wrong_file_fails_in_one_line(small_official_state, tmp_path):
-    another_model = write_official(create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")
-    with pytest.raises(CheckpointError) as failure:
-        load_as_user("salad", another_model)
-    message = str(failure.value)
-    assert "\n" not in message and "a salad model" in message
-    assert (
-        "missing (first: backbone.vit.cls_token" in message and "unexpected (first: conv1.weight" in message
-    )
+    assert_a_foreign_file_fails_in_one_line("salad", tmp_path, "backbone.vit.cls_token")
 
     incomplete = {k: v for k, v in small_official_state.items() if k != "aggregator.score.3.weight"}
     with pytest.raises(CheckpointError, match="salad checkpoint but lacks 'aggregator.score.3.weight'"):
