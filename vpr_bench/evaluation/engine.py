@@ -138,10 +138,10 @@ def evaluate(
         )
         groups = split.database_groups
         if groups is None:
-            distances, predictions, ms_per_query = search(database, queries, k, spec)
+            distances, predictions, ms_per_query = search(database, queries, k, spec, device)
         else:  # search deeper, then let each group (panorama) count once
             per_group = int(np.bincount(groups).max())
-            distances, predictions, ms_per_query = search(database, queries, k * per_group, spec)
+            distances, predictions, ms_per_query = search(database, queries, k * per_group, spec, device)
             places = len(np.unique(groups))  # never more ranks than places: no -1 padding
             distances, predictions = collapse_groups(distances, predictions, groups, min(k, places))
     if len(without):

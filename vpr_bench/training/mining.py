@@ -12,19 +12,19 @@ follow the evaluation radius (``--pos-radius``): evaluating with the release's 1
 training negatives beyond 25 m.
 
 Distances are Euclidean (not squared), as in the original. Everything is computed per block of queries
-from one faiss pairwise-distance GEMM against the whole database cache: no per-query file reads, no
-Python loop over queries.
+from one pairwise-distance GEMM (torch, ``evaluation.exact``) against the whole database cache: no
+per-query file reads, no Python loop over queries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 from tqdm import tqdm
 
 from vpr_bench.datasets.ground_truth import GroundTruth
+from vpr_bench.evaluation.exact import squared_distances
 
 
 @dataclass
@@ -96,7 +96,7 @@ class HardNegativeMiner:
             near = _row_mask(self.never_negative, rows)
             block_samples = draw_negatives(~near, self.negative_samples, rng)
             q = np.ascontiguousarray(query_desc[rows], dtype=np.float32)
-            dist = np.sqrt(np.maximum(faiss.pairwise_distances(q, db_desc), 0))  # (B, N)
+            dist = np.sqrt(squared_distances(q, db_desc))  # (B, N)
             positive_mask = _row_mask(self.train_positives, rows)
             pos = np.where(positive_mask, dist, np.inf).argmin(axis=1)
             d_pos = dist[np.arange(len(rows)), pos]
