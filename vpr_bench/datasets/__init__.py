@@ -1,7 +1,14 @@
 """Dataset readers. Importing this package registers the built-in ones."""
 
 from vpr_bench.config import DataConfig
-from vpr_bench.datasets import folder, lists, netvlad_mat, synthetic  # noqa: F401  (registration)
+from vpr_bench.datasets import (  # noqa: F401  (registration)
+    folder,
+    lists,
+    msls,
+    netvlad_mat,
+    nordland,
+    synthetic,
+)
 from vpr_bench.datasets.base import VPRDataset, default_data_dir
 from vpr_bench.datasets.ground_truth import GroundTruth
 from vpr_bench.datasets.split import Split

@@ -19,9 +19,9 @@ from vpr_bench.registry import register_dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLIT_NAMES = ("train", "val", "test")
-# Datasets that VPR-datasets-downloader converts to this layout; each reads datasets/<name>/.
+# Datasets that VPR-datasets-downloader converts to this layout; each reads datasets/<name>/. (msls: msls.py
+# reads MSLS as downloaded, and this layout too.)
 FOLDER_DATASETS = {
-    "msls": "Mapillary Street-Level Sequences",
     "st_lucia": "St Lucia",
     "sf_xl": "San Francisco eXtra Large",
     "tokyo_xs": "Tokyo-XS",

@@ -1,8 +1,9 @@
 """Ground truth of a split: for each query, the database indices that count as correct.
 
-Two kinds share one representation (CSR arrays): by distance (UTM coordinates + a radius, as in
-NetVLAD / Pittsburgh / the deep-visual-geo-localization benchmark) and by explicit lists (VPR-Bench,
-GSV-Cities style). Everything downstream (Recall@N, mining, reports) only sees ``GroundTruth``.
+Two kinds share one representation (CSR arrays): by distance (coordinates + a radius: UTM metres as in
+NetVLAD / Pittsburgh / the deep-visual-geo-localization benchmark, or 1-D frame positions as in seqNet's
+Nordland) and by explicit lists (VPR-Bench, GSV-Cities style). Everything downstream (Recall@N, mining,
+reports) only sees ``GroundTruth``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class GroundTruth:
     indices: np.ndarray  # (nnz,) int64 database indices, sorted within each query
     num_database: int
     kind: str  # "distance" or "list"
-    radius: float | None = None  # metres, for kind == "distance"
+    radius: float | None = None  # for kind == "distance", in the coordinates' unit (metres or frames)
 
     @property
     def num_queries(self) -> int:
@@ -61,9 +62,14 @@ class GroundTruth:
 
     @classmethod
     def from_utm(cls, database_utm: np.ndarray, query_utm: np.ndarray, radius: float) -> GroundTruth:
-        """Positives = database images within ``radius`` metres (KD-tree radius search, no dense matrix)."""
-        database_utm = np.asarray(database_utm, dtype=np.float64)
-        query_utm = np.asarray(query_utm, dtype=np.float64)
+        """Positives = database images within ``radius`` (boundary included; KD-tree radius search, no
+        dense matrix). Coordinates of any dimension: (N, 2) UTM metres, or (N,) / (N, 1) frame positions,
+        where the rule is |i − j| ≤ radius."""
+        database_utm = _points(database_utm)
+        query_utm = _points(query_utm)
+        if database_utm.shape[1] != query_utm.shape[1]:
+            dims = database_utm.shape[1], query_utm.shape[1]
+            raise ValueError(f"database coordinates are {dims[0]}-D, query coordinates {dims[1]}-D")
         pairs = cKDTree(query_utm).sparse_distance_matrix(
             cKDTree(database_utm), radius, output_type="ndarray"
         )
@@ -73,3 +79,9 @@ class GroundTruth:
         indptr = np.zeros(len(query_utm) + 1, dtype=np.int64)
         np.cumsum(np.bincount(q_idx, minlength=len(query_utm)), out=indptr[1:])
         return cls(indptr, db_idx.astype(np.int64), len(database_utm), "distance", float(radius))
+
+
+def _points(coordinates: np.ndarray) -> np.ndarray:
+    """(N, D) float64: a 1-D array of positions is N points of one coordinate."""
+    points = np.asarray(coordinates, dtype=np.float64)
+    return points.reshape(-1, 1) if points.ndim == 1 else points

@@ -2,8 +2,11 @@
 
 Fields are read by name, in either spelling (MATLAB's ``dbImageFns``/``numImages`` or the Python ports'
 ``dbImage``/``numDb``) and in any order; only a struct without names is read by position (10 fields,
-or 12 for TokyoTM). Image paths are resolved in NetVLAD's layout (database relative to the root,
-queries under ``queries_real/``) or the TSCM release's (``database/`` and ``query/``).
+or 12 for TokyoTM). seqNet's structs (13 fields: the ten plus ``dataset``, ``gpsDb``, ``gpsQ``) read by
+name too; their Nordland files hold 1×N frame positions in ``utmDb``/``utmQ`` instead of 2×N metres,
+which the shape tells (``positions``: ``frame index`` vs ``metres (UTM)``). Image paths are resolved in
+NetVLAD's layout (database relative to the root, queries under ``queries_real/``) or the TSCM release's
+(``database/`` and ``query/``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import scipy.io
 from vpr_bench.config import DataConfig
 from vpr_bench.datasets.base import LAYOUTS, VPRDataset, dataset_root
 from vpr_bench.datasets.folder import FolderDataset
-from vpr_bench.datasets.split import Split
+from vpr_bench.datasets.split import FRAMES, METRES, Split
 from vpr_bench.errors import DatasetError
 from vpr_bench.registry import register_dataset
 
@@ -82,19 +85,25 @@ def read_db_struct(path: str | Path) -> dict:
             "whichSet": _string(raw["whichSet"]),
             "dbImage": [_string(f) for f in np.asarray(raw["dbImage"]).ravel()],
             "qImage": [_string(f) for f in np.asarray(raw["qImage"]).ravel()],
-            "utmDb": _utm(raw["utmDb"]),
-            "utmQ": _utm(raw["utmQ"]),
             "numDb": int(np.asarray(raw["numDb"]).item()),
             "numQ": int(np.asarray(raw["numQ"]).item()),
             "posDistThr": float(np.asarray(raw["posDistThr"]).item()),
             "posDistSqThr": float(np.asarray(raw["posDistSqThr"]).item()),
             "nonTrivPosDistSqThr": float(np.asarray(raw["nonTrivPosDistSqThr"]).item()),
         }
+        values["utmDb"], db_unit = _coordinates(raw["utmDb"], values["numDb"])
+        values["utmQ"], q_unit = _coordinates(raw["utmQ"], values["numQ"])
+        if db_unit != q_unit:
+            raise ValueError(f"utmDb holds {db_unit} but utmQ {q_unit}")
+        values["positions"] = db_unit
+        for stamp in ("dbTimeStamp", "qTimeStamp"):  # TokyoTM's extra fields
+            if stamp in raw:
+                values[stamp] = np.asarray(raw[stamp], dtype=np.float64).ravel()
+        for gps in ("gpsDb", "gpsQ"):  # seqNet's: 2×N (lat; lon) → (N, 2); its ``dataset`` name is not needed
+            if gps in raw:
+                values[gps] = np.asarray(raw[gps], dtype=np.float64).reshape(2, -1).T
     except (ValueError, TypeError, IndexError) as exc:
         raise DatasetError(f"{path}: a dbStruct field has an unexpected type or shape ({exc})") from None
-    for stamp in ("dbTimeStamp", "qTimeStamp"):  # TokyoTM's extra fields
-        if stamp in raw:
-            values[stamp] = np.asarray(raw[stamp], dtype=np.float64).ravel()
     for names, count, coords in (("dbImage", "numDb", "utmDb"), ("qImage", "numQ", "utmQ")):
         if not len(values[names]) == values[count] == len(values[coords]):
             raise DatasetError(
@@ -115,7 +124,7 @@ def _by_name(struct: np.ndarray, path: Path) -> dict:
                 f"{path}: dbStruct has no field {' or '.join(spellings)} (fields: {', '.join(names)})"
             )
         raw[canonical] = record[found[0]]
-    for optional in ("dbTimeStamp", "qTimeStamp"):
+    for optional in ("dbTimeStamp", "qTimeStamp", "gpsDb", "gpsQ"):
         if optional in names:
             raw[optional] = record[optional]
     return raw
@@ -139,11 +148,41 @@ def _string(value) -> str:
     return str(value.ravel()[0]) if value.ndim else str(value)
 
 
-def _utm(value) -> np.ndarray:
-    utm = np.asarray(value, dtype=np.float64)
-    if utm.ndim != 2 or 2 not in utm.shape:
-        raise ValueError(f"UTM array of shape {utm.shape}, expected 2×N")
-    return utm.T if utm.shape[0] == 2 else utm  # the format is 2×N; accept N×2 from other writers
+def _coordinates(value, count: int) -> tuple[np.ndarray, str]:
+    """(N, 2) metres from NetVLAD's 2×N UTM (N×2 from other writers is accepted), or (N, 1) frame
+    positions from seqNet's 1×N rows; ``count`` settles a 1×2 array."""
+    coords = np.asarray(value, dtype=np.float64)
+    if coords.ndim != 2:
+        raise ValueError(f"UTM array of shape {coords.shape}, expected 2×N metres or 1×N positions")
+    if coords.shape[0] == 2:
+        return coords.T, METRES
+    if coords.shape[0] == 1 and (coords.shape[1] != 2 or count == 2):
+        return coords.T, FRAMES
+    if coords.shape[1] == 2:
+        return coords, METRES
+    raise ValueError(f"UTM array of shape {coords.shape}, expected 2×N metres or 1×N positions")
+
+
+def struct_split(
+    dataset: str, split: str, s: dict, database_dir: Path, query_dir: Path, path: Path, **fields
+) -> Split:
+    """The split a read dbStruct ``s`` describes, images under the given folders. Its radii: positives
+    within ``posDistThr`` (evaluation; training negatives never closer), non-trivial training positives
+    within √``nonTrivPosDistSqThr``, in the struct's own unit (metres, or frames for seqNet's Nordland)."""
+    return Split(
+        dataset=dataset,
+        name=split,
+        database_paths=[database_dir / f for f in s["dbImage"]],
+        query_paths=[query_dir / f for f in s["qImage"]],
+        database_utm=s["utmDb"],
+        query_utm=s["utmQ"],
+        pos_radius=s["posDistThr"],
+        train_neg_radius=s["posDistThr"],
+        train_pos_radius=float(np.sqrt(s["nonTrivPosDistSqThr"])),
+        source=str(path),
+        positions=s["positions"],
+        **fields,
+    )
 
 
 class MatDataset(VPRDataset):
@@ -192,20 +231,7 @@ class MatDataset(VPRDataset):
             groups = np.arange(s["numDb"]) // self.cutouts_per_panorama
         info = {"layout": layout, "struct_file": str(path), "whichSet": s["whichSet"]}
         info.update({k: s[k] for k in ("dbTimeStamp", "qTimeStamp") if k in s})
-        return Split(
-            dataset=self.name,
-            name=split,
-            database_paths=[db_dir / f for f in s["dbImage"]],
-            query_paths=[q_dir / f for f in s["qImage"]],
-            database_utm=s["utmDb"],
-            query_utm=s["utmQ"],
-            pos_radius=s["posDistThr"],
-            train_neg_radius=s["posDistThr"],
-            train_pos_radius=float(np.sqrt(s["nonTrivPosDistSqThr"])),
-            database_groups=groups,
-            source=str(path),
-            info=info,
-        )
+        return struct_split(self.name, split, s, db_dir, q_dir, path, database_groups=groups, info=info)
 
     def _resolve_layout(self, first_db: str, first_q: str, struct: Path) -> tuple[str, Path, Path]:
         layouts = ("netvlad", "tscm") if self.options.layout == "auto" else (self.options.layout,)

@@ -13,6 +13,9 @@ from vpr_bench.errors import DatasetError
 
 DEFAULT_POS_RADIUS = 25.0  # metres: evaluation positives (NetVLAD protocol)
 DEFAULT_TRAIN_POS_RADIUS = 10.0  # metres: "non-trivial" training positives
+# What the coordinates (and so every radius) measure
+METRES = "metres (UTM)"  # (N, 2) easting, northing
+FRAMES = "frame index"  # (N, 1) position along one traverse (seqNet's Nordland): |i − j| ≤ radius
 
 
 @dataclass
@@ -21,8 +24,8 @@ class Split:
     name: str  # train / val / test
     database_paths: list[Path]
     query_paths: list[Path]
-    database_utm: np.ndarray | None = None  # (N, 2) east, north
-    query_utm: np.ndarray | None = None  # (M, 2)
+    database_utm: np.ndarray | None = None  # (N, 2) east, north in metres, or (N, 1) frame positions
+    query_utm: np.ndarray | None = None  # (M, 2) or (M, 1), as ``positions`` says
     pos_radius: float = DEFAULT_POS_RADIUS  # evaluation (``--pos-radius`` changes only this one)
     train_pos_radius: float = DEFAULT_TRAIN_POS_RADIUS
     train_neg_radius: float = DEFAULT_POS_RADIUS  # training negatives lie beyond it (the dataset's own)
@@ -31,6 +34,14 @@ class Split:
     database_groups: np.ndarray | None = None
     source: str = ""  # what it was read from, for messages and records
     info: dict = field(default_factory=dict)  # reader-specific facts worth recording (layout, ...)
+    positions: str = METRES  # the unit of the coordinates and radii: METRES or FRAMES
+    # the published protocol this split reproduces (``msls-val``, ``nordland-pnv``); "" → ``protocol_name``
+    # derives one from dataset, split and radius (``pitts30k-test-25m``)
+    protocol: str = ""
+    queries_left_out: int = 0  # queries the protocol itself leaves out (MSLS: those without a positive)
+
+    def __post_init__(self) -> None:
+        self._protocol_radius = self.pos_radius  # a later ``--pos-radius`` makes it another protocol
 
     @property
     def num_database(self) -> int:
@@ -39,6 +50,17 @@ class Split:
     @property
     def num_queries(self) -> int:
         return len(self.query_paths)
+
+    @property
+    def protocol_name(self) -> str:
+        """The name records carry (``protocol.name``) and tables group by: the reader's protocol, marked
+        when ``--pos-radius`` changed its radius; else ``<dataset>-<split>-<radius>``."""
+        if self.explicit_ground_truth is not None:
+            return self.protocol or f"{self.dataset}-{self.name}-lists"
+        radius = f"{self.pos_radius:g}{'m' if self.positions == METRES else 'frames'}"
+        if not self.protocol:
+            return f"{self.dataset}-{self.name}-{radius}"
+        return self.protocol if self.pos_radius == self._protocol_radius else f"{self.protocol}@{radius}"
 
     @property
     def ground_truth_kind(self) -> str:
@@ -61,6 +83,18 @@ class Split:
         whatever the evaluation radius; the ground-truth lists where the dataset has no coordinates."""
         return self.ground_truth(self.train_neg_radius)
 
+    def leave_out_queries_without_positives(self) -> None:
+        """Keep only the queries with a positive at ``pos_radius`` (a protocol's rule, e.g. MSLS's
+        official evaluation); ``queries_left_out`` counts the others, for the record."""
+        gt = self.ground_truth()
+        kept = np.flatnonzero(gt.counts > 0)
+        self.queries_left_out += self.num_queries - len(kept)
+        self.query_paths = [self.query_paths[i] for i in kept]
+        if self.query_utm is not None:
+            self.query_utm = self.query_utm[kept]
+        if self.explicit_ground_truth is not None:
+            self.explicit_ground_truth = gt.subset(kept)
+
     def validate(self, sample_images: int = 8, seed: int = 0) -> None:
         """Fail early, with one clear message, on an empty split, missing or unreadable images."""
         where = self.source or f"{self.dataset}/{self.name}"
@@ -68,13 +102,15 @@ class Split:
             raise DatasetError(f"{where}: the {self.name} split has no database images")
         if self.num_queries == 0:
             raise DatasetError(f"{where}: the {self.name} split has no query images")
+        dims = 2 if self.positions == METRES else 1
         for kind, coords, n in (
             ("database", self.database_utm, self.num_database),
             ("query", self.query_utm, self.num_queries),
         ):
-            if coords is not None and coords.shape != (n, 2):
+            if coords is not None and coords.shape != (n, dims):
                 raise DatasetError(
-                    f"{where}: {kind} coordinates have shape {coords.shape}, expected ({n}, 2)"
+                    f"{where}: {kind} coordinates have shape {coords.shape}, expected ({n}, {dims}) "
+                    f"({self.positions})"
                 )
         missing = [p for p in (*self.database_paths, *self.query_paths) if not os.path.isfile(p)]
         if missing:
