@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vpr_bench.errors import ConfigError
@@ -25,6 +28,7 @@ class DataConfig:
     pos_radius: float | None = None  # None → the dataset's own (25 m for NetVLAD .mat files)
     train_pos_radius: float | None = None
     drop_queries_without_positives: bool = False  # True reproduces the STUN/TSCM release
+    cities: str | None = None  # MSLS: comma-separated cities, in order; None → the split's own
 
 
 @dataclass
@@ -73,6 +77,8 @@ class TrainConfig:
     patience: int = 10  # epochs without a val R@1 gain before stopping
     checkpoint_every: int = 50  # iterations between mid-epoch checkpoints
     queries_per_epoch: int = 0  # 0 → every training query with a non-trivial positive
+    tensorboard: bool = False  # also log the curves of training.csv as TensorBoard events in the run folder
+    log_dir: str | None = None  # TensorBoard events under <log_dir>/<dataset>/<method>/<run-id> instead
 
 
 @dataclass
@@ -103,13 +109,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
         """The inverse of ``to_dict`` (e.g. from a run's config.json); unknown keys are ignored."""
-        sections = {
-            "data": DataConfig,
-            "model": ModelConfig,
-            "eval": EvalConfig,
-            "train": TrainConfig,
-            "distill": DistillConfig,
-        }
+        sections = SECTIONS
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in values:
@@ -203,8 +203,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.weight_decay": 0.0,
         "train.negatives": 3,
         "train.queries_per_epoch": 200,
-        "train.epochs": 30,
-        "train.patience": 10,
+        # one budget for every method, so the demo's leaderboard compares like with like: `make run`
+        # (TSCM teacher + student, both tested) must stay under 10 minutes on 2 cores. From scratch,
+        # val R@1 is noisy in the first epochs: no early stop inside the budget.
+        "train.epochs": 12,
+        "train.patience": 12,
     },
     # The paper's setting (TSCM release defaults): 224×224, ResNet-50 cut after layer3 (stride 16),
     # Adam 1e-5, weight decay 1e-3, γ 0.99, 8 tuples of 10 negatives, up to 200 epochs, patience 10.
@@ -219,10 +222,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 # (``register_method(..., presets={"demo": {...}})``) and applied over these.
 
 
-def apply(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
-    """Set dotted ``section.field`` values (None means "not given": keep what is there)."""
+def apply(cfg: RunConfig, values: dict[str, Any], skip_none: bool = True) -> RunConfig:
+    """Set dotted ``section.field`` values (None means "not given": keep what is there, unless
+    ``skip_none`` is False: a config file's ``null`` is a value)."""
     for key, value in values.items():
-        if value is None:
+        if value is None and skip_none:
             continue
         target = cfg
         *path, name = key.split(".")
@@ -275,19 +279,136 @@ def method_presets(method: str) -> dict[str, dict[str, Any]]:
     return {}
 
 
-def resolve(preset: str, overrides: dict[str, Any], from_file: dict[str, Any] | None = None) -> RunConfig:
-    """Preset values, then the method's own preset values, then what a checkpoint file decides
-    (``from_file``: its architecture, input size, preprocessing), then the given ``overrides``. A model
-    setting given that contradicts the file fails."""
+def resolve(
+    preset: str,
+    overrides: dict[str, Any],
+    from_file: dict[str, Any] | None = None,
+    config_file: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Preset values, then the method's own preset values, then a ``--config`` file's settings
+    (``config_file``, from ``read_config_file``; its ``preset`` is the caller's to choose), then what a
+    checkpoint file decides (``from_file``: its architecture, input size, preprocessing), then the given
+    ``overrides``. A model setting given that contradicts the checkpoint file fails."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not one of {', '.join(PRESETS)}")
+    config_file = {k: v for k, v in (config_file or {}).items() if k != "preset"}
     cfg = apply(RunConfig(preset=preset), copy.deepcopy(PRESETS[preset]))
-    apply(
-        cfg, copy.deepcopy(method_presets(overrides.get("model.method") or cfg.model.method).get(preset, {}))
-    )
+    method = overrides.get("model.method") or config_file.get("model.method") or cfg.model.method
+    apply(cfg, copy.deepcopy(method_presets(method).get(preset, {})))
+    apply(cfg, copy.deepcopy(config_file), skip_none=False)
     if from_file:
         check_against_file(overrides, from_file)
         apply_file_settings(cfg, from_file)
     apply(cfg, overrides)
     cfg.validate()
     return cfg
+
+
+# Top-level keys a run's config.json holds beside the settings (runner.train_run, results.store).
+RECORD_KEYS = ("argv", "resume_argv", "environment", "record_extra")
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "eval": EvalConfig,
+    "train": TrainConfig,
+    "distill": DistillConfig,
+}
+_INVALID = object()
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A ``--config`` file (a run's config.json, or a hand-written YAML or JSON file with its keys) as
+    dotted settings for ``resolve``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    import json
+
+    import yaml
+
+    json_file = path.suffix.lower() == ".json"
+    try:
+        values = json.loads(text) if json_file else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        message = " ".join(str(exc).split())  # YAML's errors span lines; the CLI prints one
+        raise ConfigError(
+            f"--config {path}: not valid {'JSON' if json_file else 'YAML'}: {message}"
+        ) from None
+    return file_settings(values, f"--config {path}")
+
+
+def file_settings(values: Any, source: str) -> dict[str, Any]:
+    """``RunConfig.to_dict``-shaped ``values`` as dotted settings, each checked against its field's
+    type. Unknown keys fail, naming ``source``, the key and the valid keys of its section; the keys a
+    run's config.json adds (``RECORD_KEYS``) are skipped."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}) and settings")
+    top = typing.get_type_hints(RunConfig)
+    settings: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in RECORD_KEYS:
+            continue
+        if key not in top:
+            valid = ", ".join(k for k in top if k not in SECTIONS)
+            raise ConfigError(
+                f"{source}: unknown key {key!r}; valid: the sections {', '.join(SECTIONS)}, and {valid}"
+            )
+        if key not in SECTIONS:
+            settings[key] = _typed(source, key, top[key], value)
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping of settings, not {value!r}")
+        hints = typing.get_type_hints(SECTIONS[key])
+        for name, item in value.items():
+            if name not in hints:
+                raise ConfigError(
+                    f"{source}: unknown key {name!r} in section {key}; valid keys of {key}: "
+                    f"{', '.join(hints)}"
+                )
+            settings[f"{key}.{name}"] = _typed(source, f"{key}.{name}", hints[name], item)
+    return settings
+
+
+def _typed(source: str, key: str, hint: Any, value: Any) -> Any:
+    """``value`` as the field's type (YAML reads ``1e-3`` as a string; lists become tuples), or a
+    ConfigError naming the key."""
+    if value is None:
+        if type(None) in typing.get_args(hint):
+            return None
+        raise ConfigError(f"{source}: {key} must not be null")
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    for kind in [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]:
+        converted = _convert(kind, value)
+        if converted is not _INVALID:
+            return converted
+    expected = hint.__name__ if hint in (bool, int, float, str) else str(hint).replace("typing.", "")
+    raise ConfigError(f"{source}: {key} = {value!r} is not {expected}")
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    origin = typing.get_origin(kind) or kind
+    if origin is bool or isinstance(value, bool):  # a bool is no number, a number no bool
+        return value if origin is bool and isinstance(value, bool) else _INVALID
+    if origin is int:
+        return value if isinstance(value, int) else _INVALID
+    if origin is float:
+        try:
+            return float(value) if isinstance(value, (int, float, str)) else _INVALID
+        except ValueError:
+            return _INVALID
+    if origin is str:
+        return value if isinstance(value, str) else _INVALID
+    if origin is tuple:  # image_size (H, W), recall_at (N, ...)
+        if not isinstance(value, (list, tuple)):
+            return _INVALID
+        args = typing.get_args(kind)
+        kinds = [args[0]] * len(value) if Ellipsis in args else list(args)
+        if len(value) != len(kinds):
+            return _INVALID
+        items = tuple(_convert(k, v) for k, v in zip(kinds, value, strict=True))
+        return _INVALID if any(item is _INVALID for item in items) else items
+    if origin is dict:
+        return dict(value) if isinstance(value, dict) else _INVALID
+    return value

@@ -65,6 +65,48 @@ def fit_from_data(
     return True
 
 
+def device_name(device: torch.device) -> str:
+    """The card's name on a GPU; the CPU's model name (and core count) on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+def training_budget(cfg: RunConfig, progress, device: torch.device, model=None) -> dict:
+    """What a trained run was given: the fields ``compare`` checks before it puts two runs side by side.
+    ``pretrained``: whether the backbone started from pretrained weights — what was loaded, not what was
+    asked for (``--pretrained`` with the hub unreachable starts from random weights)."""
+    tuples = sum(int(h.get("tuples", 0)) for h in progress.history)
+    facts = getattr(model, "backbone_facts", {}) or {}
+    loaded = [str(v) for k, v in facts.items() if k.endswith("weights")]
+    pretrained = any(not w.startswith("random") for w in loaded) if loaded else bool(cfg.model.pretrained)
+    return {
+        "epochs": progress.epoch,
+        "max_epochs": cfg.train.epochs,
+        "queries_per_epoch": cfg.train.queries_per_epoch or "all",
+        "tuples_seen": tuples,
+        "images_seen": tuples * (2 + cfg.train.negatives),  # query + positive + negatives per tuple
+        "batch_size": cfg.train.batch_size,
+        "lr": cfg.train.lr,
+        "image_size": "native" if tuple(cfg.data.image_size) == (0, 0) else list(cfg.data.image_size),
+        "wall_s": round(sum(float(h.get("seconds", 0)) for h in progress.history), 1),
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+        "seed": cfg.seed,
+        "preset": cfg.preset,
+        "pretrained": pretrained,
+    }
+
+
 def record_header(cfg: RunConfig, dataset: str, command: str, weights: str, trained: bool) -> dict:
     """The fields every run record starts with (``plugin``: where the method comes from)."""
     registry = PIPELINES if cfg.model.method in PIPELINES else METHODS
@@ -230,14 +272,16 @@ def train_run(
         ckpt.load_best(model, run_dir)
         if fit_from_data(model, cfg, device, train, phases=("finalise",)):  # e.g. NetVLAD's whitening
             ckpt.save_weights(run_dir / ckpt.BEST, model)
-        result = evaluate(model, test, cfg, device, run_dir)
+        kept: dict = {}
+        result = evaluate(model, test, cfg, device, run_dir, keep=kept)
         facts = getattr(model, "backbone_facts", {})
+        report = trainer.report(test, query_descriptors=kept.get("queries"))  # reuses them (asymmetric)
         record = {
             **record_header(
                 cfg, dataset_name, "run", f"trained from {facts.get('weights', 'unknown')}", True
             ),
             **result,
-            **trainer.report(test),
+            **report,
             **(extra or {}),
             "training": {
                 "epochs": progress.epoch,
@@ -246,8 +290,11 @@ def train_run(
                 "stopped_early": progress.stopped_early,
                 "steps": progress.global_step,
                 "seconds_this_session": time.perf_counter() - started,
+                # wall seconds per phase of this session: cache refresh, mining, optimisation, …
+                "time_split_s": {k: round(v, 2) for k, v in trainer.time_split.items()},
                 "history": progress.history,
             },
+            "budget": training_budget(cfg, progress, device, model),
         }
         write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
         log.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items()))

@@ -132,3 +132,46 @@ def test_partial_and_corrupt_records_are_skipped_with_a_warning(tmp_path, caplog
     for name in ("partial", "corrupt", "list"):
         assert str(tmp_path / "d" / "gem" / name / "metrics.json") in caplog.text
     assert "gem" in render(build_table(records), "table")
+
+
+def trained(run, method, r1, seed=1, dataset="synthetic", protocol=None, **budget):
+    data = record(run, method, dataset, r1, 1e6).data
+    data.update(trained=True, seed=seed)
+    data["budget"] = {"max_epochs": 12, "epochs": 12, "queries_per_epoch": 200, "batch_size": 8,
+                      "image_size": [48, 64], "pretrained": False, "device": "cpu", **budget}  # fmt: skip
+    if protocol:
+        data["protocol"] = {"name": protocol}
+    return Record(Path("/nowhere") / run, data)
+
+
+def test_budget_columns_appear_where_rows_differ_with_a_warning():
+    rows = [trained("a", "gem", 30.0, max_epochs=30, epochs=30), trained("b", "tscm-teacher", 20.0)]
+    text = render(build_table(rows, columns=("method", "R@1", "run")), "table", width=None)
+    header = text.splitlines()[1]
+    assert "max epochs" in header and "epochs" in header and "device" not in header
+    assert text.splitlines()[-1].startswith("warning: rows were trained with different budgets")
+    assert "max epochs: 12 vs 30" in text
+    same = [trained("a", "gem", 30.0), trained("b", "tscm-teacher", 20.0)]
+    text = render(build_table(same, columns=("method", "R@1", "run")), "table", width=None)
+    assert "warning" not in text and "max epochs" not in text
+
+
+def test_seed_mean_merges_runs_that_differ_only_in_their_seed():
+    rows = [trained("a", "gem", 30.0, seed=1), trained("b", "gem", 34.0, seed=2),
+            trained("c", "gem", 32.0, seed=3), trained("d", "netvlad", 40.0, seed=1)]  # fmt: skip
+    table = build_table(rows, columns=("method", "R@1", "run"), seed_mean=True)
+    assert render(table, "csv").splitlines() == [
+        "method,R@1,run,seeds",
+        "netvlad,40.0,d,1",
+        "gem,32.0 ± 2.0 (n=3),3 runs,\"1,2,3\"",
+    ]
+    assert "32.0 ± 2.0" in render(table, "markdown")
+    assert json.loads(render(table, "json"))[1]["R@1"] == {"mean": 32.0, "std": 2.0, "n": 3}
+
+
+def test_two_protocols_of_one_dataset_never_share_a_column():
+    rows = [trained("a", "gem", 30.0, dataset="msls", protocol="msls-val"),
+            trained("b", "netvlad", 40.0, dataset="msls", protocol="msls-dvg-val")]  # fmt: skip
+    table = build_table(rows, columns=("method", "R@1"))
+    assert table.datasets == ["msls [msls-dvg-val]", "msls [msls-val]"]
+    assert render(table, "csv").splitlines()[0] == "method,msls [msls-dvg-val]/R@1,msls [msls-val]/R@1"

@@ -57,6 +57,9 @@ def common_options(func):
         click.option("--data-root", help="Dataset root [default: datasets/<name>]."),
         click.option("--struct-dir", help="Extra folder holding .mat structure files."),
         click.option(
+            "--cities", help="MSLS: comma-separated cities, in order [default: the split's, val = cph,sf]."
+        ),
+        click.option(
             "--layout", type=click.Choice(["auto", "netvlad", "tscm"]), help="Image layout of .mat datasets."
         ),
         click.option("--preset", default="demo", show_default=True, type=click.Choice(list(PRESETS))),
@@ -175,6 +178,18 @@ TRAIN_OPTIONS = [
         type=click.Choice(["teacher", "student"]),
         help="Distillation: mine the student's tuples in this model's space [default: teacher].",
     ),
+    click.option(
+        "--tensorboard",
+        is_flag=True,
+        default=None,
+        help="Also log the training curves (training.csv) for TensorBoard, in the run folder.",
+    ),
+    click.option(
+        "--log-dir",
+        type=click.Path(),
+        metavar="DIR",
+        help="TensorBoard event files under DIR/<dataset>/<method>/<run-id> (implies --tensorboard).",
+    ),
 ]
 
 
@@ -184,10 +199,11 @@ def train_options(func):
     return func
 
 
-def build_config(preset: str, from_file: dict | None = None, **o):
-    """The run's configuration: preset < what a checkpoint file decides (``from_file``) < the flags."""
-    for name in ("method", "dataset"):
-        if not o.get(name):
+def build_config(preset: str, from_file: dict | None = None, config_file: dict | None = None, **o):
+    """The run's configuration: preset < a ``--config`` file (``config_file``: its dotted settings) <
+    what a checkpoint file decides (``from_file``) < the flags."""
+    for name, key in (("method", "model.method"), ("dataset", "data.dataset")):
+        if not o.get(name) and not (config_file or {}).get(key):
             raise click.UsageError(f"missing option --{name}")
     model_options = {k: o[k] for k in ("clusters", "pca_dim") if o.get(k) is not None}
     model_options.update(o.get("model_option") or {})
@@ -198,6 +214,7 @@ def build_config(preset: str, from_file: dict | None = None, **o):
         "model.options": model_options or None,
         "data.data_root": o["data_root"],
         "data.struct_dir": o["struct_dir"],
+        "data.cities": o.get("cities"),
         "data.layout": o["layout"],
         "data.image_size": o["image_size"],
         "data.pos_radius": o["pos_radius"],
@@ -244,10 +261,16 @@ def build_config(preset: str, from_file: dict | None = None, **o):
         "mining_margin",
         "distance",
         "reduction",
+        "tensorboard",
+        "log_dir",
     ):
         values[f"train.{key}"] = o.get(key)
     values["data.train_pos_radius"] = o.get("train_pos_radius")
-    cfg = resolve(preset, values, from_file)
+    cfg = resolve(preset, values, from_file, config_file)
+    if cfg.train.tensorboard or cfg.train.log_dir:  # fail at start-up, not after the first epoch
+        from vpr_bench.training.curves import require_tensorboard
+
+        require_tensorboard()
     from vpr_bench.methods import check_model_config
     from vpr_bench.registry import DATASETS, KD_LOSSES, LOSSES, METHODS, PIPELINES
 

@@ -75,6 +75,11 @@ def _show_method(entry) -> None:
     default=False,
     help="Every run, or the best run per method and dataset [default: --best].",
 )
+@click.option(
+    "--seed-mean",
+    is_flag=True,
+    help="Merge runs that differ only in their seed into one row: mean ± std over the seeds.",
+)
 @click.option("--sort", default="R@1", show_default=True, help="Column to sort by (best first).")
 @click.option(
     "--format",
@@ -85,7 +90,7 @@ def _show_method(entry) -> None:
 )
 @click.option("--output", type=click.Path(), help="Write to this file instead of the terminal.")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
-def compare(datasets_, methods, all_runs, sort, fmt, output, results_dir) -> None:
+def compare(datasets_, methods, all_runs, seed_mean, sort, fmt, output, results_dir) -> None:
     """Leaderboard of recorded runs: one row per method (best run), one column group per dataset."""
     from vpr_bench._io import atomic_write_text
     from vpr_bench.results import load_records
@@ -103,7 +108,8 @@ def compare(datasets_, methods, all_runs, sort, fmt, output, results_dir) -> Non
             + (f" for dataset {', '.join(datasets_)}" if datasets_ else "")
             + (f" for method {', '.join(methods)}" if methods else "")
         )
-    text = render(build_table(records, best=not all_runs, sort=sort), fmt, width=None if output else 80)
+    table = build_table(records, best=not all_runs, sort=sort, seed_mean=seed_mean)
+    text = render(table, fmt, width=None if output else 80)
     if output:
         atomic_write_text(output, text)
         click.echo(f"{fmt} written to {output}")
@@ -134,7 +140,7 @@ def _select_runs(results_dir: str, datasets_: tuple, runs: tuple) -> list:
 
 @cli.group()
 def plot() -> None:
-    """Figures for papers: Recall@N curves, retrieval grids, accuracy vs cost (PNG)."""
+    """Figures for papers: Recall@N curves, retrieval grids, accuracy vs cost, training curves (PNG)."""
 
 
 PLOT_OPTIONS = [
@@ -201,4 +207,31 @@ def plot_retrievals(run, queries, top, failures, seed, results_dir, output, size
     setup_logging(False)
     run_dir = Path(run) if Path(run).is_dir() else _select_runs(results_dir, (), (run,))[0].run_dir
     path = retrieval_grid(run_dir, output, queries, top, failures, seed, size)
+    click.echo(f"written {path}")
+
+
+@plot.command("training")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
+@click.option("--output", required=True, type=click.Path(), help="PNG file to write.")
+@click.option(
+    "--size",
+    callback=lambda c, p, v: parse_size(v, "WxH", "1000x450"),
+    help="WxH in pixels [default: 1000x450].",
+)
+def plot_training(runs, results_dir, output, size) -> None:
+    """Training loss and validation R@1 per epoch of RUNS (run folders or run ids under --results), also
+    of runs still training."""
+    from vpr_bench.results.plots import training_curves
+
+    setup_logging(False)
+    folders = []
+    for run in runs:
+        found = [Path(run)] if Path(run).is_dir() else sorted(Path(results_dir).glob(f"*/*/{Path(run).name}"))
+        if not found or not found[0].is_dir():
+            raise VPRBenchError(
+                f"plot training: no run {run!r} (neither a folder nor a run id in {results_dir})"
+            )
+        folders.append(found[0])
+    path = training_curves(folders, output, size or (1000, 450))
     click.echo(f"written {path}")

@@ -16,17 +16,64 @@ from vpr_bench.cli._options import (
 from vpr_bench.errors import VPRBenchError
 
 
+def _parse_seeds(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        seeds = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 1,2,3") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{value!r}: expected distinct seeds, e.g. 1,2,3")
+    return seeds
+
+
+SEEDS_OPTION = click.option(
+    "--seeds",
+    callback=_parse_seeds,
+    help="Comma-separated seeds, one run each (e.g. 1,2,3; replaces --seed); `compare --seed-mean` "
+    "then shows mean ± std over them.",
+)
+
+
+def _with_seed(cfg, seed: int):
+    import copy
+
+    one = copy.deepcopy(cfg)
+    one.seed = seed
+    return one
+
+
 @cli.command()
 @common_options
 @train_options
 @KD_LOSS_OPTION
 @click.option("--resume", "resume", type=click.Path(), help="Continue the interrupted run in this folder.")
-def run(resume, **options) -> None:
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(),
+    metavar="FILE",
+    help="Settings from a file: a run's config.json (replay it) or YAML/JSON with its keys; flags given "
+    "override it, it overrides the preset.",
+)
+@SEEDS_OPTION
+@click.pass_context
+def run(ctx, resume, config, seeds, **options) -> None:
     """Train a method on a dataset's train split (validating on val), test its best weights, record it."""
     from vpr_bench import distributed
+    from vpr_bench.config import read_config_file
     from vpr_bench.runner import train_run
 
-    distributed.init(options.get("device") or "auto")  # under torchrun; a no-op otherwise
+    if resume and config:
+        raise click.UsageError("--resume uses the run's own config.json; drop --config")
+    if resume and seeds:
+        raise click.UsageError("--resume continues one run; drop --seeds")
+    config_file = read_config_file(config) if config else None
+    if config_file and ctx.get_parameter_source("preset") is click.core.ParameterSource.DEFAULT:
+        options["preset"] = config_file.get("preset", options["preset"])  # the file's, unless given
+    device = options.get("device") or (config_file or {}).get("eval.device") or "auto"
+    distributed.init(device)  # under torchrun; a no-op otherwise
     main = distributed.is_main()
     if resume:
         given = [k for k, v in options.items() if v not in (None, {}, ()) and k != "preset"]
@@ -37,10 +84,12 @@ def run(resume, **options) -> None:
         setup_logging(not main)
         run_dirs = [train_run(resume=resume)]
     else:
-        cfg = build_config(**options)
+        cfg = build_config(config_file=config_file, **options)
         setup_logging(cfg.quiet or not main)
         pipeline = pipeline_of(cfg.model.method)
-        run_dirs = pipeline.run(cfg) if pipeline is not None else [train_run(cfg)]
+        run_dirs = []
+        for one in [_with_seed(cfg, seed) for seed in seeds] if seeds else [cfg]:
+            run_dirs += pipeline.run(one) if pipeline is not None else [train_run(one)]
     if main:
         for run_dir in run_dirs:
             click.echo(f"record written to {run_dir}")
@@ -54,15 +103,17 @@ def run(resume, **options) -> None:
     required=True,
     help="Comma-separated distillation losses, one student each (e.g. cross-metric,mse,rkd,stun,none).",
 )
-def ablate(**options) -> None:
-    """Train one teacher (or reuse --teacher) and one student per KD loss; write an ablation table."""
+@SEEDS_OPTION
+def ablate(seeds, **options) -> None:
+    """Train one teacher (or reuse --teacher) and one student per KD loss; write an ablation table.
+    With --seeds: a teacher and its students per seed, and the table of seed means."""
     cfg = build_config(**options)
     setup_logging(cfg.quiet)
     pipeline = pipeline_of(cfg.model.method)
     if pipeline is None or not hasattr(pipeline, "ablate"):
         raise VPRBenchError(f"--method {cfg.model.method}: not a distillation pipeline (e.g. tscm)")
     losses = [name.strip() for name in options["kd_loss"].split(",") if name.strip()]
-    out = pipeline.ablate(cfg, losses)
+    out = pipeline.ablate(cfg, losses, seeds=seeds)
     click.echo((out / "ablation.md").read_text(), nl=False)
     click.echo(f"ablation table written to {out}")
 

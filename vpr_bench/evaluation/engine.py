@@ -75,6 +75,8 @@ def evaluate(
     database_model: nn.Module | None = None,
     count_flops: bool = True,
     time_model: bool = True,
+    given: dict | None = None,
+    keep: dict | None = None,
 ) -> dict:
     """Metrics and cost figures of ``model`` on ``split``; top-k predictions saved in ``run_dir``.
 
@@ -84,7 +86,11 @@ def evaluate(
     forward pass) and ``time_model`` False the timing pass (``time_forward``: a few forwards of a fixed
     synthetic batch) where only the metrics are wanted, e.g. each epoch's validation; ms/image is then None.
     Peak memory is measured per phase (``PhaseMemory``): descriptor extraction and search.
+    ``given``: descriptors already computed by these very models for this split ("database", "queries"),
+    used instead of extracting them again (a student's queries from its own evaluation, a frozen
+    teacher's stored database); ``keep``: a dict that receives this evaluation's query descriptors.
     """
+    given = given or {}
     gt = split.ground_truth(cfg.data.pos_radius)
     native = tuple(cfg.data.image_size) == NATIVE
     # cost figures need one input size: at native resolution, the first database image's
@@ -105,17 +111,29 @@ def evaluate(
         PhaseMemory(device) as memory,
     ):
         memory.phase("extract")
-        database, _ = extract(
-            db_model,
-            split.database_paths,
-            out_file=Path(tmp) / "database.npy",
-            desc=f"{split.name} database",
-            dtype=np.dtype(cfg.eval.descriptor_dtype),
-            **{**common, "transform": db_transform},
-        )
+        database = given.get("database")
+        if database is None:
+            database, _ = extract(
+                db_model,
+                split.database_paths,
+                out_file=Path(tmp) / "database.npy",
+                desc=f"{split.name} database",
+                dtype=np.dtype(cfg.eval.descriptor_dtype),
+                **{**common, "transform": db_transform},
+            )
         if database_model is not None:
             memory.phase("extract")  # afresh: the database model's memory is not the query model's cost
-        queries, _ = extract(model, split.query_paths, desc=f"{split.name} queries", **common)
+        queries = given.get("queries")
+        if queries is None:
+            queries, _ = extract(model, split.query_paths, desc=f"{split.name} queries", **common)
+        for name, array, count in (
+            ("database", database, split.num_database),
+            ("queries", queries, split.num_queries),
+        ):
+            if len(array) != count:
+                raise VPRBenchError(f"given {name} descriptors have {len(array)} rows, the split {count}")
+        if keep is not None:
+            keep["queries"] = np.array(queries)
         if queries.shape[1] != database.shape[1]:
             raise VPRBenchError(
                 f"asymmetric evaluation needs one descriptor size: queries {queries.shape[1]}-d, "
@@ -185,6 +203,7 @@ def evaluate(
             "memory": memory.describe(),
         },
         "protocol": {
+            "name": split.protocol_name,  # msls-val, nordland-pnv, pitts30k-test-25m, ...
             "split": split.name,
             "num_database": split.num_database,
             "num_queries": split.num_queries,
@@ -193,6 +212,8 @@ def evaluate(
             "queries_without_positives_dropped": bool(cfg.data.drop_queries_without_positives),
             "ground_truth": gt.kind,
             "pos_radius_m": gt.radius,
+            "positions": None if gt.kind == "list" else split.positions,  # metres (UTM) or frame index
+            "queries_left_out_by_protocol": split.queries_left_out,  # by the reader (MSLS: no positive)
             "image_size": "native" if native else list(cfg.data.image_size),
             "interpolation": None if native else cfg.data.interpolation,
             "preprocess": cfg.data.preprocess,

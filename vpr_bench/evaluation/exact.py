@@ -41,8 +41,9 @@ def squared_distances(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
     """(Q, N) squared L2 distances, float32, ≥ 0: one GEMM (what faiss.pairwise_distances computes)."""
     with torch.inference_mode():
         q, d = _as_float32(queries, torch.device("cpu")), _as_float32(database, torch.device("cpu"))
-        dist = torch.addmm((d * d).sum(dim=1).unsqueeze(0), q, d.T, beta=1.0, alpha=-2.0)
-        return dist.add_((q * q).sum(dim=1, keepdim=True)).clamp_(min=0.0).numpy()
+        d_norm = torch.linalg.vector_norm(d, dim=1).square()  # no (N, D) temporary, unlike (d * d)
+        dist = torch.addmm(d_norm.unsqueeze(0), q, d.T, beta=1.0, alpha=-2.0)
+        return dist.add_(torch.linalg.vector_norm(q, dim=1, keepdim=True).square()).clamp_(min=0.0).numpy()
 
 
 def exact_search(
@@ -75,13 +76,13 @@ def exact_search(
     with torch.inference_mode():
         for q_start in range(0, n_q, query_block):
             q = _as_float32(queries[q_start : q_start + query_block], device)
-            q_norm = (q * q).sum(dim=1, keepdim=True)
+            q_norm = torch.linalg.vector_norm(q, dim=1, keepdim=True).square()
             best_d = best_i = None
             for b, start in enumerate(range(0, n_db, db_block)):
                 held = blocks[b]
                 if held is None:
                     d = _as_float32(database[start : start + db_block], device)
-                    held = (d, (d * d).sum(dim=1))
+                    held = (d, torch.linalg.vector_norm(d, dim=1).square())
                     if keep:
                         blocks[b] = held
                 d, d_norm = held

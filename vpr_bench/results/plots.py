@@ -164,3 +164,71 @@ def retrieval_grid(
                 spine.set_linewidth(1 if ok is None else 4)
     fig.suptitle(f"{label(Record(run_dir, record))} on {record.get('dataset')}/{split_name}", fontsize=9)
     return _save(fig, output)
+
+
+def _number(text: str):
+    """A CSV cell as int, float or None (empty)."""
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def training_history(run_dir: str | Path) -> tuple[Record, list[dict]]:
+    """A run (finished or still training) and its per-epoch rows: its ``training.csv``, else (a run
+    made before that file existed) its record's ``training.history``."""
+    import csv
+
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):  # still training, or interrupted: name it from its config.json
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            raise VPRBenchError(
+                f"plot training: {run_dir} is not a run folder (no readable config.json)"
+            ) from None
+        distill = config.get("distill") or {}
+        record = {
+            "method": (config.get("model") or {}).get("method"),
+            "run_id": run_dir.name,
+            "distillation": {"kd_loss": distill.get("kd_loss")} if distill.get("teacher") else {},
+        }
+    csv_file = run_dir / "training.csv"
+    if csv_file.is_file():
+        with csv_file.open(newline="") as f:
+            rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    else:
+        rows = (record.get("training") or {}).get("history") or []
+    if not rows:
+        raise VPRBenchError(
+            f"plot training: {run_dir} has no training history (no training.csv, no training.history in "
+            "its record: an eval-only run, or one that has not finished an epoch yet)"
+        )
+    return Record(run_dir, record), rows
+
+
+def training_curves(run_dirs: Sequence[str | Path], output: str | Path, size=(800, 600)) -> Path:
+    """Training loss and validation R@1 per epoch, one labelled line per run, in two panels."""
+    if not run_dirs:
+        raise VPRBenchError("plot training: no runs to plot")
+    runs = [training_history(run_dir) for run_dir in run_dirs]
+    fig, (loss_ax, recall_ax) = _figure(size, ncols=2, layout="constrained")
+    for record, rows in runs:
+        epochs = [row["epoch"] for row in rows]
+        marker = "o" if len(rows) < 30 else None
+        name = label(record) + ("" if "metrics" in record.data else " (unfinished)")
+        loss_ax.plot(epochs, [row.get("loss") for row in rows], marker=marker, markersize=3, label=name)
+        recall_ax.plot(epochs, [row.get("val_R@1") for row in rows], marker=marker, markersize=3, label=name)
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    recall_ax.set(xlabel="epoch", ylabel="Recall@1 (%)", title="Validation R@1")
+    for ax in (loss_ax, recall_ax):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+    recall_ax.legend(fontsize=8, loc="best")
+    return _save(fig, output)

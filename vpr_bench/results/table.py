@@ -9,17 +9,37 @@ A value a record does not have (an older schema) shows as "—" (``null`` in JSO
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
+import hashlib
 import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from vpr_bench.errors import ConfigError
 from vpr_bench.results.store import Record
 
 MISSING = "—"
 FORMATS = ("table", "markdown", "csv", "latex", "json")
+
+
+class MeanStd(float):
+    """A seed mean that remembers its spread: sorts and compares as the mean, prints "mean ± std"."""
+
+    def __new__(cls, values: Sequence[float]):
+        mean = float(np.mean(values))
+        self = super().__new__(cls, mean)
+        self.std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # sample std over seeds
+        self.n = len(values)
+        return self
+
+
+# what a trained run was given (the record's "budget"): rows differing here are not like for like
+BUDGET_FIELDS = ("max_epochs", "queries_per_epoch", "batch_size", "image_size", "pretrained", "device")
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,10 @@ class Column:
     def text(self, value) -> str:
         if value is None:
             return MISSING
+        if isinstance(value, MeanStd):
+            return f"{self.fmt.format(float(value))} ± {self.fmt.format(value.std)}"
+        if isinstance(value, list):  # seeds 1,2,3; an image size 48×64
+            return ("," if self.key == "seeds" else "×").join(str(v) for v in value)
         try:
             return self.fmt.format(value)
         except (ValueError, TypeError):
@@ -78,6 +102,17 @@ COLUMNS = {
         Column("peak_mb", "peak MB", "cost.peak_rss_mb", "{:.0f}", "min", 7),
         Column("date", "date", "created", priority=8),
         Column("run", "run id", "run_id", priority=7),
+        # the training budget, shown where the rows differ (``budget_columns``)
+        Column("epochs", "epochs", "budget.epochs", priority=3),
+        Column("max_epochs", "max epochs", "budget.max_epochs", priority=3),
+        Column("queries_per_epoch", "queries/epoch", "budget.queries_per_epoch", priority=4),
+        Column("batch_size", "batch", "budget.batch_size", priority=5),
+        Column("images_seen", "images seen", "budget.images_seen", priority=4),
+        Column("image_size", "image size", "budget.image_size", priority=4),
+        Column("pretrained", "pretrained", "budget.pretrained", priority=4),
+        Column("device", "device", "budget.device", priority=4),
+        Column("train_s", "train s", "budget.wall_s", "{:.0f}", None, 6),
+        Column("seeds", "seeds", "seeds", priority=5),
     )
 }
 COMPARE = (
@@ -97,19 +132,125 @@ class Row:
         return next(iter(self.runs.values()))
 
 
-def select(records: Sequence[Record], best: bool = True) -> list[Row]:
+def select(records: Sequence[Record], best: bool = True, group=None) -> list[Row]:
     """One row per run, or (``best``) per (method, KD loss, backbone, preset) with its best run on each
-    dataset by R@1 (latest on a tie)."""
+    dataset by R@1 (latest on a tie). ``group``: a record's column group (default: its dataset)."""
+    group = group or (lambda r: str(r.get("dataset")))
     if not best:
-        return [Row({str(r.get("dataset")): r}) for r in records]
+        return [Row({group(r): r}) for r in records]
     chosen: dict[tuple, dict[str, Record]] = {}
     for record in sorted(records, key=lambda r: str(r.get("created", ""))):
         identity = tuple(str(record.get(f)) for f in ("method", "distillation.kd_loss", "backbone", "preset"))
-        dataset, runs = str(record.get("dataset")), chosen.setdefault(identity, {})
+        dataset, runs = group(record), chosen.setdefault(identity, {})
         held = runs.get(dataset)
         if held is None or (record.get("metrics.R@1") or -1) >= (held.get("metrics.R@1") or -1):
             runs[dataset] = record
     return [Row(runs) for runs in chosen.values()]
+
+
+def protocol_groups(records: Sequence[Record]):
+    """A record's column group: its dataset, or "dataset [protocol]" where runs of one dataset were
+    scored under different protocols (e.g. MSLS val-740 and the datasets_vg conversion), so that two
+    protocols never share a column."""
+    names: dict[str, set] = {}
+    for r in records:
+        names.setdefault(str(r.get("dataset")), set()).add(r.get("protocol.name"))
+
+    def group(record: Record) -> str:
+        dataset = str(record.get("dataset"))
+        if len(names.get(dataset, ())) > 1:
+            return f"{dataset} [{record.get('protocol.name') or 'protocol unknown'}]"
+        return dataset
+
+    return group
+
+
+# settings that do not make two runs different experiments: the seed, where results go, the machine
+IGNORED_SETTINGS = ("argv", "resume_argv", "environment", "record_extra", "seed", "out", "quiet")
+
+
+def settings_key(record: Record) -> str:
+    """A fingerprint of everything a run was configured with except its seed (and output folder,
+    device, teacher run): runs with one key differ only in their seed."""
+    try:
+        config = json.loads((record.run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {"budget": {k: v for k, v in (record.get("budget") or {}).items() if k in BUDGET_FIELDS}}
+    config = {k: v for k, v in config.items() if k not in IGNORED_SETTINGS}
+    for section, name in (("distill", "teacher"), ("eval", "device"), ("eval", "num_workers")):
+        if isinstance(config.get(section), dict):
+            config[section] = {k: v for k, v in config[section].items() if k != name}
+    identity = [record.get(f) for f in ("dataset", "protocol.name", "method", "distillation.kd_loss")]
+    text = json.dumps([identity, config], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+MEANED = ("metrics", "asymmetric.metrics", "cost")
+# budget columns added where rows differ (wall time always differs: shown only on request)
+AUTO_BUDGET = ("epochs", "max_epochs", "queries_per_epoch", "batch_size", "images_seen", "image_size",
+               "pretrained", "device")  # fmt: skip
+
+
+def seed_means(records: Sequence[Record]) -> list[Record]:
+    """Runs that differ only in their seed merged into one record each: numbers under ``metrics``,
+    ``asymmetric.metrics`` and ``cost`` become ``MeanStd`` (mean ± sample std over the seeds); the
+    merged record's ``seeds`` lists them. A run alone stays as it is (``seeds``: its seed)."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(settings_key(record), []).append(record)
+    merged = []
+    for runs in groups.values():
+        runs = sorted(runs, key=lambda r: str(r.get("created", "")))
+        data = copy.deepcopy(runs[-1].data)
+        data["seeds"] = sorted({r.get("seed") for r in runs if r.get("seed") is not None}) or None
+        if len(runs) > 1:
+            for section in MEANED:
+                target = Record(runs[-1].run_dir, data).get(section)
+                if not isinstance(target, dict):
+                    continue
+                for key, value in target.items():
+                    values = [r.get(f"{section}.{key}") for r in runs]
+                    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                    if isinstance(value, (int, float)) and not isinstance(value, bool) and numbers:
+                        target[key] = MeanStd(numbers)
+            data["run_id"] = f"{len(runs)} runs"
+        merged.append(Record(runs[-1].run_dir, data))
+    return merged
+
+
+def differing(rows: Sequence[Row], keys: Sequence[str]) -> list[str]:
+    """The columns of ``keys`` whose values differ between trained rows that have them."""
+    out = []
+    for key in keys:
+        values = {json.dumps(COLUMNS[key].value(r.first)) for r in rows if r.first.get("budget")}
+        if len(values) > 1:
+            out.append(key)
+    return out
+
+
+def budget_warnings(rows: Sequence[Row]) -> list[str]:
+    """One line when trained rows had different budgets or devices; one when a trained row's budget is
+    unknown (a record from before budgets were recorded)."""
+    trained = [r for r in rows if r.first.get("trained")]
+    lines = []
+    unknown = [r for r in trained if not r.first.get("budget")]
+    if unknown and len(trained) > 1:
+        lines.append(
+            f"warning: {len(unknown)} trained row(s) have no recorded budget (older records): "
+            "equal training budgets cannot be checked"
+        )
+    keys = differing(trained, BUDGET_FIELDS)
+    if keys:
+        parts = []
+        for key in keys:
+            column = COLUMNS[key]
+            values = sorted({column.text(column.value(r.first)) for r in trained if r.first.get("budget")})
+            parts.append(f"{column.header}: {' vs '.join(values)}")
+        lines.append(
+            f"warning: rows were trained with different budgets or devices ({'; '.join(parts)}): "
+            "not like for like"
+        )
+    return lines
 
 
 @dataclass
@@ -117,6 +258,7 @@ class Table:
     datasets: list[str]
     columns: list[Column]
     rows: list[Row]
+    notes: list[str] = dataclasses.field(default_factory=list)  # lines under the table (warnings)
 
     def cells(self) -> list[tuple[Column, str | None]]:
         """(column, dataset) pairs in display order; dataset is None for shared columns."""
@@ -158,16 +300,32 @@ def build_table(
     columns: Sequence[str] = COMPARE,
     best: bool = True,
     sort: str | None = "R@1",
+    seed_mean: bool = False,
+    budget: bool = True,
 ) -> Table:
-    """The table of ``records``; ``sort`` None keeps their order."""
+    """The table of ``records``; ``sort`` None keeps their order. ``seed_mean``: runs that differ only
+    in their seed become one row (mean ± std). ``budget``: add the training-budget columns whose values
+    differ between the rows, and a warning line when trained rows had different budgets or devices."""
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown:
         raise ConfigError(f"unknown column {unknown[0]!r}; valid: {', '.join(COLUMNS)}")
     lookup = {k.lower(): k for k in COLUMNS}
     if sort is not None and sort.lower() not in lookup:
         raise ConfigError(f"--sort {sort!r} is not a column; valid: {', '.join(COLUMNS)}")
-    datasets = sorted({str(r.get("dataset")) for r in records})
-    table = Table(datasets, [COLUMNS[c] for c in columns], select(records, best))
+    if seed_mean:
+        records = seed_means(records)
+    group = protocol_groups(records)
+    datasets = sorted({group(r) for r in records})
+    rows = select(records, best, group)
+    columns = list(columns)
+    notes = []
+    if budget:
+        extra = differing(rows, AUTO_BUDGET)
+        extra += ["seeds"] if seed_mean and "seeds" not in columns else []
+        at = columns.index("date") if "date" in columns else len(columns)
+        columns[at:at] = [k for k in extra if k not in columns]
+        notes = budget_warnings(rows)
+    table = Table(datasets, [COLUMNS[c] for c in columns], rows, notes)
     if sort is None:
         return table
     by = COLUMNS[lookup[sort.lower()]]
@@ -236,7 +394,7 @@ def _text(table: Table, width: int | None) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     if len(table.datasets) == 1:
         lines.insert(0, f"dataset: {table.datasets[0]}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + table.notes) + "\n"
 
 
 def _group_line(cells, widths) -> str:
@@ -257,10 +415,13 @@ def _markdown(table: Table, width: int | None) -> str:
     lines = ["| " + " | ".join(headers) + " |"]
     lines.append("|" + "|".join("---:" if c.better else "---" for c, _ in cells) + "|")
     lines += ["| " + " | ".join(r) + " |" for r in _strings(table, cells, "**{}**")]
+    lines += [""] + [f"*{note}*" for note in table.notes] if table.notes else []
     return "\n".join(lines) + "\n"
 
 
 def _plain(value):
+    if isinstance(value, MeanStd):
+        return {"mean": round(float(value), 4), "std": round(value.std, 4), "n": value.n}
     if isinstance(value, float):
         return round(value, 4)
     return value
@@ -272,9 +433,17 @@ def _csv(table: Table, width: int | None) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([table.key(c, d) for c, d in cells])
     for row in table.rows:
-        values = [_plain(table.value(row, c, d)) for c, d in cells]
-        writer.writerow(["" if v is None else v for v in values])
+        values = [(c, _plain(table.value(row, c, d))) for c, d in cells]
+        writer.writerow(["" if v is None else _csv_cell(c, v) for c, v in values])
     return buffer.getvalue()
+
+
+def _csv_cell(column: Column, value):
+    if isinstance(value, dict):  # a seed mean
+        return f"{value['mean']} ± {value['std']} (n={value['n']})"
+    if isinstance(value, list):
+        return column.text(value)
+    return value
 
 
 def _json(table: Table, width: int | None) -> str:

@@ -14,6 +14,8 @@ import logging
 import math
 import signal
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from vpr_bench.evaluation.engine import evaluate
 from vpr_bench.losses import build_loss
 from vpr_bench.training import checkpoint as ckpt
 from vpr_bench.training import early_stopping
+from vpr_bench.training.curves import TrainingCurves
 from vpr_bench.training.early_stopping import Progress
 from vpr_bench.training.mining import HardNegativeMiner, MinedTuples
 from vpr_bench.training.optim import build_optimizer
@@ -78,8 +81,12 @@ class Trainer:
         )
         self.optimizer, self.scheduler = build_optimizer(model, self.tc)
         self.progress = Progress()
+        self.curves = TrainingCurves(run_dir, self.tc, main=distributed.is_main())
         self.round_tuples: MinedTuples | None = None
         self._stop = False
+        # wall seconds of this session per phase (a nested phase's time counts once, as its own)
+        self.time_split: dict[str, float] = defaultdict(float)
+        self._phase: str | None = None
         self.world, self.rank = distributed.world_size(), distributed.rank()
         self.forward = model  # DistributedDataParallel under torchrun: averages gradients over ranks
         if self.world > 1:
@@ -113,9 +120,25 @@ class Trainer:
         mined tuples (see ``tuples.batch_rows``), for losses that look things up per image."""
         return self.loss_fn(embeddings, indices_tuple=triplets)
 
-    def report(self, test_split: Split) -> dict:
-        """Extra sections for the final result record (after the best weights are loaded)."""
+    def report(self, test_split: Split, query_descriptors: np.ndarray | None = None) -> dict:
+        """Extra sections for the final result record (after the best weights are loaded);
+        ``query_descriptors``: the trained model's descriptors of the test queries, just extracted by
+        the test evaluation (for extra evaluations that need them)."""
         return {}
+
+    @contextmanager
+    def phase(self, name: str):
+        """Count the wall time of the block as ``name`` in ``time_split`` (not in the enclosing phase)."""
+        outer, self._phase = self._phase, name
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.time_split[name] += elapsed
+            if outer is not None:
+                self.time_split[outer] -= elapsed
+            self._phase = outer
 
     # ---- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -161,7 +184,8 @@ class Trainer:
 
     def save(self) -> None:
         if distributed.is_main():  # checkpoints are written once
-            ckpt.save_state(self.run_dir / ckpt.LAST, self.state_dict())
+            with self.phase("checkpoints"):
+                ckpt.save_state(self.run_dir / ckpt.LAST, self.state_dict())
 
     # ---- loop ---------------------------------------------------------------------------------------
     def rounds(self, epoch: int) -> list[np.ndarray]:
@@ -179,6 +203,7 @@ class Trainer:
                 self._run_epoch()
         finally:
             signal.signal(signal.SIGINT, previous)
+            self.curves.close()
         self.progress.finished = True
         self.save()
         return self.progress
@@ -193,24 +218,31 @@ class Trainer:
         while p.round < len(rounds):
             if self.round_tuples is None:
                 self.model.eval()
-                queries, db = self.cache_descriptors(rounds[p.round])
+                with self.phase("cache refresh"):
+                    queries, db = self.cache_descriptors(rounds[p.round])
                 rng = np.random.default_rng([self.cfg.seed, p.epoch, p.round, 1])
-                mined = self.miner.mine(queries, db, rng, rounds[p.round]) if distributed.is_main() else None
+                with self.phase("mining"):
+                    mined = (
+                        self.miner.mine(queries, db, rng, rounds[p.round]) if distributed.is_main() else None
+                    )
                 self.round_tuples = distributed.broadcast(mined)  # rank 0 mines for everyone
                 p.position = 0
                 p.epoch_tuples += len(self.round_tuples.queries)
                 p.epoch_skipped += self.round_tuples.skipped
                 self.save()
-            self._train_round()
+            with self.phase("optimisation"):
+                self._train_round()
             p.round, p.position, self.round_tuples = p.round + 1, 0, None
         self.scheduler.step()
-        metrics = evaluate(
-            self.model, self.val_split, self.cfg, self.device, count_flops=False, time_model=False
-        )["metrics"]
+        with self.phase("validation"):
+            metrics = evaluate(
+                self.model, self.val_split, self.cfg, self.device, count_flops=False, time_model=False
+            )["metrics"]
         recall = metrics["R@1"]
         improved = early_stopping.update(p, recall, self.tc.patience)
         if improved and distributed.is_main():
-            ckpt.save_weights(self.run_dir / ckpt.BEST, self.model)
+            with self.phase("checkpoints"):
+                ckpt.save_weights(self.run_dir / ckpt.BEST, self.model)
         loss = p.epoch_loss / max(p.epoch_batches, 1)
         p.history.append(
             {
@@ -218,7 +250,7 @@ class Trainer:
                 "loss": loss,
                 "tuples": p.epoch_tuples,
                 "skipped": p.epoch_skipped,
-                "val_R@1": recall,
+                **{f"val_{name}": value for name, value in metrics.items()},  # R@1, R@5, …, MRR
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - started, 1),
             }
@@ -237,6 +269,7 @@ class Trainer:
         )
         p.epoch, p.round = p.epoch + 1, 0
         p.epoch_loss, p.epoch_batches, p.epoch_tuples, p.epoch_skipped = 0.0, 0, 0, 0
+        self.curves.epoch_end(p.history)  # training.csv (and TensorBoard): the epochs saved below
         self.save()
 
     def _train_round(self) -> None:

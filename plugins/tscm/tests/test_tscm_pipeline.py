@@ -116,3 +116,29 @@ def test_bad_teacher_and_unknown_kd_loss_fail_in_one_line(synthetic_root, capsys
     assert code == 2 and "--checkpoint gone does not exist" in err
     code, _, err = call(["run", "--method", "tscm", "--dataset", "synthetic", "--kd-loss", "kl"], capsys)
     assert code == 2 and "unknown kd-loss 'kl'" in err and "cross-metric" in err
+
+
+def test_students_of_one_teacher_share_its_stored_descriptors(pipeline_run, capsys):
+    out, args = pipeline_run
+    teacher = Path(records(out, "tscm-student")[0]["pipeline"]["teacher_run"])
+    stored = sorted(p.name.split("-")[0] for p in (teacher / "teacher-descriptors").glob("*.npz"))
+    assert stored == ["test", "train"]  # the training set and the test database, written once
+    before = {p: p.stat().st_mtime_ns for p in (teacher / "teacher-descriptors").glob("*.npz")}
+    code, _, err = call([*args, "--teacher", str(teacher), "--kd-loss", "mse"], capsys)
+    assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # read back, not rewritten
+    (student,) = [r for r in records(out, "tscm-student") if r["distillation"]["kd_loss"] == "mse"]
+    assert "teacher cache" in student["training"]["time_split_s"]
+
+
+def test_ablate_with_seeds_reports_seed_means(pipeline_run, capsys):
+    out, args = pipeline_run
+    teacher = Path(records(out, "tscm-student")[0]["pipeline"]["teacher_run"])
+    ablate = ["ablate", *args[1:], "--teacher", str(teacher), "--kd-loss", "rkd", "--seeds", "5,6"]
+    code, stdout, err = call(ablate, capsys)
+    assert code == 0, err
+    students = [r for r in records(out, "tscm-student") if r["distillation"]["kd_loss"] == "rkd"]
+    assert sorted(r["seed"] for r in students) == [5, 6]
+    (table,) = [p for p in out.glob("*/tscm-ablation/*/ablation.md") if "rkd" in p.read_text()]
+    row = next(line for line in table.read_text().splitlines() if line.startswith("| rkd"))
+    assert " ± " in row and row.rstrip(" |").endswith("5,6")

@@ -24,6 +24,8 @@ from vpr_bench.layers import GeM
 from vpr_bench.methods.backbones import create_backbone, create_timm_model
 from vpr_bench.options import option
 
+TEACHER_PARTS = ("resnet_vlad", "fused_vlad", "vit_vlad", "gem")
+
 
 @dataclass(frozen=True)
 class TSCMOptions:
@@ -44,8 +46,18 @@ class TSCMOptions:
     release_reshape: bool = option(False, "NetVLADLoupe reads the release's token-major sample chunks")
     vit_pretrained: bool | None = option(None, "ViT ImageNet weights; none: as --pretrained (release: false)")
     vit_patch_size: int | None = option(None, "ViT patch size; none: the ViT's own (timm resamples weights)")
+    parts: str = option(
+        "resnet_vlad,fused_vlad,vit_vlad,gem",
+        "teacher descriptor parts kept, for ablations (e.g. gem: the ResNet+GeM branch alone); a "
+        "branch no kept part needs is not computed. Fewer parts: a shorter descriptor (no student)",
+    )
 
     def __post_init__(self):
+        kept = [p.strip() for p in self.parts.split(",") if p.strip()]
+        if not kept or set(kept) - set(TEACHER_PARTS) or len(set(kept)) != len(kept):
+            raise ValueError(
+                f"--model-option parts={self.parts!r}: distinct names among {', '.join(TEACHER_PARTS)}"
+            )
         if self.vit_variant not in ("timm", "release"):
             raise ValueError("--model-option vit_variant must be timm or release")
         if min(self.width, self.heads, self.clusters, self.patch_dim, self.patch_size) < 1:
@@ -111,7 +123,9 @@ class TeacherNet(nn.Module):
             2 * o.width, rest // 2, o.clusters, release_dim=o.width if o.release_reshape else None
         )
         self.vit_vlad = NetVLADLoupe(o.width, rest // 4, o.clusters, release_dim=half)
-        self.descriptor_dim = rest + c
+        self.parts = [p.strip() for p in o.parts.split(",") if p.strip()]
+        sizes = {"resnet_vlad": rest // 4, "fused_vlad": rest // 2, "vit_vlad": rest // 4, "gem": c}
+        self.descriptor_dim = sum(sizes[p] for p in self.parts)
         self.backbone_facts = {**self.resnet.facts, "vit_weights": self.vit_weights}
 
     def vit_tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -119,11 +133,19 @@ class TeacherNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feature_map, resnet_gem = self.resnet(images)
-        resnet_tokens = self.resnet_proj(feature_map.flatten(2).transpose(1, 2))  # (B, N_R, width)
-        vit_tokens = self.vit_proj(self.vit_tokens(images))  # (B, N_V, width)
-        fused = self.encoder(vit_tokens, resnet_tokens)  # (B, N_V + N_R, 2·width)
-        parts = [self.resnet_vlad(resnet_tokens), self.fused_vlad(fused), self.vit_vlad(vit_tokens)]
-        return l2n(torch.cat([*parts, resnet_gem], dim=1))
+        out = {"gem": resnet_gem}
+        needs = set(self.parts)
+        if needs & {"resnet_vlad", "fused_vlad"}:
+            resnet_tokens = self.resnet_proj(feature_map.flatten(2).transpose(1, 2))  # (B, N_R, width)
+        if needs & {"vit_vlad", "fused_vlad"}:
+            vit_tokens = self.vit_proj(self.vit_tokens(images))  # (B, N_V, width)
+        if "resnet_vlad" in needs:
+            out["resnet_vlad"] = self.resnet_vlad(resnet_tokens)
+        if "fused_vlad" in needs:
+            out["fused_vlad"] = self.fused_vlad(self.encoder(vit_tokens, resnet_tokens))  # (B, N, 2·width)
+        if "vit_vlad" in needs:
+            out["vit_vlad"] = self.vit_vlad(vit_tokens)
+        return l2n(torch.cat([out[p] for p in self.parts], dim=1))
 
 
 class StudentNet(nn.Module):

@@ -64,18 +64,24 @@ def run(cfg: RunConfig) -> list[Path]:
     return [student] if cfg.distill.teacher else [Path(teacher), student]
 
 
-def ablate(cfg: RunConfig, kd_losses: list[str]) -> Path:
-    """One teacher, one student per KD loss (same seed and budget); the folder of the ablation table
+def ablate(cfg: RunConfig, kd_losses: list[str], seeds: tuple[int, ...] | None = None) -> Path:
+    """One teacher, one student per KD loss (same seed and budget); with ``seeds``, a teacher and its
+    students per seed and the table of seed means (mean ± std). The folder of the ablation table
     (Markdown, CSV, LaTeX; the renderer of ``vpr-bench compare``)."""
     if not kd_losses:
         raise ConfigError("--kd-loss: give at least one distillation loss (comma-separated)")
     for name in kd_losses:
         KD_LOSSES.get(name)
     pipeline = _new_pipeline("ablation")
-    teacher = _teacher(cfg, pipeline)
-    runs = [_student(cfg, teacher, name, pipeline) for name in kd_losses]
+    runs = []
+    for seed in seeds or (cfg.seed,):
+        one = copy.deepcopy(cfg)
+        one.seed = seed
+        teacher = _teacher(one, pipeline)
+        runs += [_student(one, teacher, name, pipeline) for name in kd_losses]
     records = [Record(run, json.loads((run / "metrics.json").read_text())) for run in runs]
-    table = build_table(records, columns=ABLATION, best=False, sort=None)
+    columns = ABLATION if not seeds else (*ABLATION[:-1], "seeds")
+    table = build_table(records, columns=columns, best=False, sort=None, seed_mean=bool(seeds))
     out = runs[-1].parent.parent / "tscm-ablation" / pipeline["id"]  # results/<dataset>/tscm-ablation/<id>
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation.md", render(table, "markdown"))

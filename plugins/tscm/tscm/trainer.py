@@ -4,15 +4,21 @@ frozen teacher's descriptors as the reference embeddings of the distillation los
 The teacher is frozen in eval mode (the release keeps it in train mode under ``no_grad``, so its dropout
 and batch-norm statistics stay live — a bug we do not reproduce). Its descriptors of the training images
 are computed once (it never changes) and looked up per batch; when they would not fit in
-``TEACHER_CACHE_BYTES`` the teacher embeds each batch instead. Tuples are mined in the teacher's
-descriptor space by default, as the release does (``--mining-space student`` for the student's own).
+``TEACHER_CACHE_BYTES`` the teacher embeds each batch instead. They, and its descriptors of the test
+database for the asymmetric evaluation, are stored in the teacher's run folder
+(``teacher-descriptors/``, keyed by weights file, images and preprocessing), so the next student of the
+same teacher (``ablate``, ``--seeds`` with ``--teacher``) reads them instead of extracting them again.
+Tuples are mined in the teacher's descriptor space by default, as the release does
+(``--mining-space student`` for the student's own).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,7 @@ import torch
 from torch import nn
 
 from tscm.losses import build_kd_loss
+from vpr_bench import distributed
 from vpr_bench.config import RunConfig
 from vpr_bench.errors import CheckpointError, ConfigError
 from vpr_bench.evaluation.engine import evaluate
@@ -103,11 +110,55 @@ class DistillationTrainer(Trainer):
         self.cache_teacher = cache_bytes <= TEACHER_CACHE_BYTES
 
     # ---- teacher descriptors ------------------------------------------------------------------------
+    def stored(self, label: str, paths: list, compute) -> dict[str, np.ndarray]:
+        """``compute()``'s arrays, read from the teacher run's descriptor store when an earlier student
+        stored them for the same weights file, image list and preprocessing; stored after computing."""
+        weights, run_dir = run_weights(self.cfg.distill.teacher) if self.cfg.distill.teacher else (None, None)
+        if run_dir is None:  # a weights file (or a teacher object): no folder of its own to store in
+            return compute()
+        stat = weights.stat()
+        data = self.cfg.data
+        key = json.dumps(
+            [str(weights.resolve()), stat.st_mtime_ns, stat.st_size, [str(p) for p in paths],
+             list(data.image_size), data.preprocess, data.interpolation, self.teacher.descriptor_dim],
+        )  # fmt: skip
+        path = run_dir / "teacher-descriptors" / f"{label}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+        try:
+            with np.load(path) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+            log.info("teacher descriptors (%s) read from %s", label, path)
+            return arrays
+        except (OSError, ValueError, KeyError):
+            pass
+        arrays = compute()
+        if distributed.is_main():
+            try:
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+                np.savez(tmp, **arrays)
+                os.replace(tmp, path)  # atomic: a reader sees the whole file or none
+            except OSError as exc:
+                log.warning("could not store teacher descriptors in %s (%s)", path.parent, exc)
+        return arrays
+
     def teacher_cache(self) -> tuple[np.ndarray, np.ndarray]:
         """Teacher descriptors of every training query and database image, computed once."""
         if self._teacher_cache is None:
             every_query = np.arange(self.train_split.num_queries)
-            self._teacher_cache = self.describe(self.teacher, every_query, "teacher")
+            split = self.train_split
+            with self.phase("teacher cache"):
+                arrays = self.stored(
+                    "train",
+                    [*split.database_paths, *split.query_paths],
+                    lambda: dict(
+                        zip(
+                            ("queries", "database"),
+                            self.describe(self.teacher, every_query, "teacher"),
+                            strict=True,
+                        )
+                    ),
+                )
+            self._teacher_cache = (arrays["queries"], arrays["database"])
         return self._teacher_cache
 
     def cache_descriptors(self, query_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +193,20 @@ class DistillationTrainer(Trainer):
         super().load_state_dict(state)
         self.kd_loss.load_state_dict(state.get("kd_loss", {}))
 
-    def report(self, test_split) -> dict:
-        """Distillation facts and the asymmetric retrieval (queries: student, database: teacher)."""
+    def report(self, test_split, query_descriptors=None) -> dict:
+        """Distillation facts and the asymmetric retrieval (queries: student, database: teacher); the
+        student's test-query descriptors come from its own test evaluation, the teacher's test database
+        from the store when an earlier student put it there."""
+        teacher_db = self.stored(
+            "test-database",
+            list(test_split.database_paths),
+            lambda: {
+                "database": self.extract_sharded(self.teacher, test_split.database_paths, "teacher: test")
+            },
+        )["database"]
+        given = {"database": teacher_db}
+        if query_descriptors is not None:
+            given["queries"] = query_descriptors
         asymmetric = evaluate(
             self.model,
             test_split,
@@ -152,6 +215,7 @@ class DistillationTrainer(Trainer):
             database_model=self.teacher,
             count_flops=False,
             time_model=False,  # the student's own record already holds its cost figures
+            given=given,
         )
         return {
             "distillation": {
