@@ -4,11 +4,14 @@
 # pytorch-metric-learning travel as wheels in .whl/ (pip download … -d .whl), the synthetic dataset in
 # datasets/synthetic. Writes under $OUT (or ./device-out): bench.log, study.log, teacher-study.md,
 # study-records.tar.gz.
-#   STUDY_S: seconds the teacher study may take (its runs stop there); JOBS: runs side by side.
+#   STUDY_S: seconds the teacher study may take (its runs stop there); JOBS: runs side by side;
+#   ONLY: the study's experiments to run (comma-separated; default all); BENCH=0: no benchmarks.
 set -u
 OUT=${OUT:-device-out}
 STUDY_S=${STUDY_S:-250}
 JOBS=${JOBS:-16}
+ONLY=${ONLY:-}
+BENCH=${BENCH:-1}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 started=$(date +%s)
@@ -23,9 +26,10 @@ echo "setup: $(( $(date +%s) - started )) s" | tee -a "$OUT/bench.log"
 # [4/5] why the teacher is weak: the study at equal budget, seed means (the GPU's 16 cores, JOBS at a time)
 OMP_NUM_THREADS=1 timeout $((STUDY_S + 30)) python3 experiments/teacher_study.py --seeds 1,2,3 \
   --jobs "$JOBS" --device cuda --results results-study --output "$OUT/teacher-study.md" \
-  --deadline "$STUDY_S" > "$OUT/study.log" 2>&1
+  --deadline "$STUDY_S" ${ONLY:+--only "$ONLY"} > "$OUT/study.log" 2>&1
 echo "study: exit $?, $(( $(date +%s) - started )) s since start" | tee -a "$OUT/bench.log"
 find results-study -name '*.json' -o -name '*.csv' -o -name '*.log' | tar czf "$OUT/study-records.tar.gz" -T -
+[ "$BENCH" = 1 ] || exit 0
 
 # [6/6] exact search vs the GEMM limit on the GPU; engine vs bare forward; [4/5]+[6/6] paper-size
 # teacher and student: bare forward+backward, a short training of each, the time split

@@ -39,6 +39,11 @@ EXPERIMENTS = [
      ["run", "--method", "tscm-teacher", "--model-option", "parts=resnet_vlad,fused_vlad,vit_vlad"]),
     ("teacher-lr3e-4", "the whole teacher at a third of the demo learning rate",
      ["run", "--method", "tscm-teacher", "--lr", "3e-4"]),
+    ("tscm-balanced", "the pipeline with every descriptor part holding its share of the norm",
+     ["run", "--method", "tscm-teacher", "--model-option", "balance_parts=true"]),
+    ("teacher-balanced-no-gem", "the three NetVLADLoupe heads alone, balanced",
+     ["run", "--method", "tscm-teacher", "--model-option", "parts=resnet_vlad,fused_vlad,vit_vlad",
+      "--model-option", "balance_parts=true"]),
 ]  # fmt: skip
 
 
@@ -84,7 +89,8 @@ def _run(name: str, cmd: list[str], log_dir: Path, deadline: float) -> int:
 
 
 def pipeline_job(name, cmd, out: Path, log_dir: Path, deadline: float, pool) -> int:
-    """The teacher, then its students side by side (each distilled from this seed's teacher)."""
+    """The teacher, then its students side by side (each distilled from this seed's teacher, with the
+    teacher's model options)."""
     code = run_job(name, cmd, log_dir, deadline)
     teachers = sorted((out / "synthetic" / "tscm-teacher").glob("*/metrics.json"), key=os.path.getmtime)
     seed = cmd[cmd.index("--seed") + 1]
@@ -184,7 +190,7 @@ def main() -> None:
         with ThreadPoolExecutor(len(jobs) * (1 + len(STUDENTS))) as pool:
             futures = [
                 pool.submit(pipeline_job, job, cmd, results / name, logs, deadline, pool)
-                if name == "tscm"
+                if name.startswith("tscm")
                 else pool.submit(run_job, job, cmd, logs, deadline)
                 for name, job, cmd in jobs
             ]

@@ -46,6 +46,11 @@ class TSCMOptions:
     release_reshape: bool = option(False, "NetVLADLoupe reads the release's token-major sample chunks")
     vit_pretrained: bool | None = option(None, "ViT ImageNet weights; none: as --pretrained (release: false)")
     vit_patch_size: int | None = option(None, "ViT patch size; none: the ViT's own (timm resamples weights)")
+    balance_parts: bool = option(
+        False,
+        "L2-normalise each descriptor part and weight it by √(its share of the dimensions) before the "
+        "concatenation (the release concatenates raw parts: at init GeM holds ≈ 99 % of the norm)",
+    )
     parts: str = option(
         "resnet_vlad,fused_vlad,vit_vlad,gem",
         "teacher descriptor parts kept, for ablations (e.g. gem: the ResNet+GeM branch alone); a "
@@ -64,6 +69,15 @@ class TSCMOptions:
             raise ValueError("width, heads, clusters, patch_dim and patch_size must be ≥ 1")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} must be a multiple of heads {self.heads}")
+
+
+def combine(parts: list[torch.Tensor], balance: bool) -> torch.Tensor:
+    """The L2-normalised concatenation of descriptor parts; ``balance``: each part first L2-normalised
+    and weighted by √(d_part / D), so that every part holds its share of the norm whatever its scale."""
+    if balance:
+        total = sum(p.shape[1] for p in parts)
+        parts = [l2n(p) * (p.shape[1] / total) ** 0.5 for p in parts]
+    return l2n(torch.cat(parts, dim=1))
 
 
 def _split_sizes(descriptor_dim: int | None, channels: int) -> int:
@@ -145,7 +159,7 @@ class TeacherNet(nn.Module):
             out["fused_vlad"] = self.fused_vlad(self.encoder(vit_tokens, resnet_tokens))  # (B, N, 2·width)
         if "vit_vlad" in needs:
             out["vit_vlad"] = self.vit_vlad(vit_tokens)
-        return l2n(torch.cat([out[p] for p in self.parts], dim=1))
+        return combine([out[p] for p in self.parts], self.options.balance_parts)
 
 
 class StudentNet(nn.Module):
@@ -169,4 +183,4 @@ class StudentNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feature_map, resnet_gem = self.resnet(images)
         patches = self.patch_embed(images)  # (B, patch_dim, H/16, W/16)
-        return l2n(torch.cat([self.patch_proj(self.patch_vlad(patches)), resnet_gem], dim=1))
+        return combine([self.patch_proj(self.patch_vlad(patches)), resnet_gem], self.options.balance_parts)
