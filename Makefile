@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/kd_loss.py
 	$(BIN)/python benchmarks/matching.py
 	$(BIN)/python benchmarks/eval_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py  # demo and paper-size TSCM (minutes on a CPU)
 	$(BIN)/python benchmarks/memory.py  # makes a 92k-image synthetic set once (minutes)
 
 lint: install

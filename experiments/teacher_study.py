@@ -7,7 +7,7 @@ command of each row. Runs go ``--jobs`` at a time (each a ``vpr-bench`` process)
 that share a machine are not costs, so the table gives parameters and GFLOPs instead.
 
     python experiments/teacher_study.py [--seeds 1,2,3] [--jobs 2] [--device auto]
-        [--results results-study] [--output docs/teacher-study.md] [--only NAME,...] [--epochs N]
+        [--results results-study] [--output docs/teacher-study-table.md] [--only NAME,...] [--epochs N]
 """
 
 from __future__ import annotations
@@ -22,23 +22,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# name, question, arguments (after `vpr-bench run|ablate --dataset synthetic --preset demo`)
+# the release's raw concatenation of the descriptor parts (the demo preset balances them since this study)
+RAW = ["--model-option", "balance_parts=false"]
+# name, question, arguments (after `vpr-bench run --dataset synthetic --preset demo`)
 EXPERIMENTS = [
     ("tscm", "the paper's pipeline: the teacher, then its cross-metric and no-distillation students",
-     ["run", "--method", "tscm-teacher"]),
+     ["run", "--method", "tscm-teacher", *RAW]),
     ("gem", "baseline: ResNet-18 layer3 + GeM", ["run", "--method", "gem"]),
     ("netvlad", "baseline: ResNet-18 layer2 + NetVLAD (k-means init, soft assignment)",
      ["run", "--method", "netvlad"]),
     ("teacher-gem-only", "the teacher's ResNet+GeM branch alone (vs the gem baseline)",
-     ["run", "--method", "tscm-teacher", "--model-option", "parts=gem"]),
+     ["run", "--method", "tscm-teacher", "--model-option", "parts=gem", *RAW]),
     ("teacher-no-vit", "no ViT branch, no fusion: ResNet NetVLADLoupe + GeM",
-     ["run", "--method", "tscm-teacher", "--model-option", "parts=resnet_vlad,gem"]),
+     ["run", "--method", "tscm-teacher", "--model-option", "parts=resnet_vlad,gem", *RAW]),
     ("teacher-no-fusion", "both branches, no fusion encoder",
-     ["run", "--method", "tscm-teacher", "--model-option", "parts=resnet_vlad,vit_vlad,gem"]),
+     ["run", "--method", "tscm-teacher", "--model-option", "parts=resnet_vlad,vit_vlad,gem", *RAW]),
     ("teacher-no-gem", "the three NetVLADLoupe heads alone (no GeM part)",
-     ["run", "--method", "tscm-teacher", "--model-option", "parts=resnet_vlad,fused_vlad,vit_vlad"]),
+     ["run", "--method", "tscm-teacher", "--model-option", "parts=resnet_vlad,fused_vlad,vit_vlad", *RAW]),
     ("teacher-lr3e-4", "the whole teacher at a third of the demo learning rate",
-     ["run", "--method", "tscm-teacher", "--lr", "3e-4"]),
+     ["run", "--method", "tscm-teacher", "--lr", "3e-4", *RAW]),
     ("tscm-balanced", "the pipeline with every descriptor part holding its share of the norm",
      ["run", "--method", "tscm-teacher", "--model-option", "balance_parts=true"]),
     ("teacher-balanced-no-gem", "the three NetVLADLoupe heads alone, balanced",
@@ -160,7 +162,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--results", default="results-study")
-    parser.add_argument("--output", default="docs/teacher-study.md")
+    parser.add_argument("--output", default="docs/teacher-study-table.md")
     parser.add_argument("--only", help="Comma-separated experiment names.")
     parser.add_argument("--epochs", type=int, help="Override the demo's epochs (for a quick check).")
     parser.add_argument("--table-only", action="store_true", help="Only rebuild the table.")

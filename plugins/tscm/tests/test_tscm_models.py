@@ -48,7 +48,8 @@ def test_bad_descriptor_dim_and_unknown_option_fail_clearly(build):
     with pytest.raises(ConfigError, match="--descriptor-dim 100"):
         build("tscm-teacher", **{"model.descriptor_dim": 100})
     with pytest.raises(
-        ConfigError, match="'heads_typo' is not an option of tscm-student; valid: clusters, dropout, heads"
+        ConfigError,
+        match="'heads_typo' is not an option of tscm-student; valid: balance_parts, clusters, dropout, heads",
     ):
         build("tscm-student", **{"model.options": {"heads_typo": 3}})
 
@@ -79,3 +80,19 @@ def test_tscm_options_are_typed(build):
         build("tscm-teacher", **{"model.options": {"width": 30, "heads": 4}})
     with pytest.raises(ConfigError, match="vit_variant must be timm or release"):
         build("tscm-student", **{"model.options": {"vit_variant": "other"}})
+
+
+def test_balanced_parts_each_hold_their_share_of_the_norm(build):
+    from tscm.models import combine
+
+    parts = [torch.randn(3, 64) * 0.01, torch.randn(3, 192) * 100.0]
+    raw, balanced = combine(parts, False), combine(parts, True)
+    assert torch.allclose(raw.norm(dim=1), torch.ones(3)) and torch.allclose(
+        balanced.norm(dim=1), torch.ones(3)
+    )
+    assert raw[:, :64].norm(dim=1).max() < 1e-3  # raw: the large part drowns the small one
+    assert torch.allclose(balanced[:, :64].norm(dim=1), torch.full((3,), 0.5))  # √(64/256)
+    with pytest.raises(ConfigError, match="parts='gem,gem'"):
+        build("tscm-teacher", **{"model.options": {"parts": "gem,gem"}})
+    teacher = build("tscm-teacher", **{"model.options": {"parts": "gem", "balance_parts": True}})
+    assert teacher.descriptor_dim == teacher.resnet.channels

@@ -124,10 +124,10 @@ def test_students_of_one_teacher_share_its_stored_descriptors(pipeline_run, caps
     stored = sorted(p.name.split("-")[0] for p in (teacher / "teacher-descriptors").glob("*.npz"))
     assert stored == ["test", "train"]  # the training set and the test database, written once
     before = {p: p.stat().st_mtime_ns for p in (teacher / "teacher-descriptors").glob("*.npz")}
-    code, _, err = call([*args, "--teacher", str(teacher), "--kd-loss", "mse"], capsys)
+    code, _, err = call([*args, "--teacher", str(teacher), "--kd-loss", "pkt"], capsys)
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in before} == before  # read back, not rewritten
-    (student,) = [r for r in records(out, "tscm-student") if r["distillation"]["kd_loss"] == "mse"]
+    (student,) = [r for r in records(out, "tscm-student") if r["distillation"]["kd_loss"] == "pkt"]
     assert "teacher cache" in student["training"]["time_split_s"]
 
 
