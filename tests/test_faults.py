@@ -19,7 +19,7 @@ from vpr_bench.errors import VPRBenchError
 from vpr_bench.results import load_records, new_run_dir, write_record
 from vpr_bench.runner import train_run
 from vpr_bench.testing import TINY_TRAINING, tiny_config
-from vpr_bench.training import checkpoint as ckpt
+from vpr_bench.training import state as ckpt
 
 
 def disk_full_after(monkeypatch, writes: int, name: str | None = None):

@@ -10,6 +10,7 @@ of that kind (then it is read as one of ours).
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ import torch
 from torch import nn
 
 from vpr_bench.errors import CheckpointError
+
+# a run folder's weights, by preference
+WEIGHTS_FILES = ("best.safetensors", "model.safetensors", "best.pt", "last.pt")
 
 
 @dataclass
@@ -33,14 +37,34 @@ class MethodCheckpoint:
         self.description = self.description or f"checkpoint:{self.path}"
 
 
+def runs_in(folder: Path) -> list[Path]:
+    """The run folders (with a config.json) one or two levels below ``folder``
+    (``results/<dataset>/<method>``, ``results/<dataset>``), newest first."""
+    found = {file.parent for depth in ("*", "*/*") for file in folder.glob(f"{depth}/config.json")}
+    return sorted(found, key=lambda run: run.name, reverse=True)  # run ids start with their date
+
+
+def refuse_folder_of_runs(folder: Path, option: str = "") -> None:
+    """A ``CheckpointError`` naming a few of the runs when ``folder`` (given as ``option``) holds runs
+    rather than being one (``results/<dataset>/<method>`` where one run was meant)."""
+    runs = runs_in(folder)
+    if runs:
+        shown = " or ".join(str(run) for run in runs[:2]) + (
+            f" ({len(runs)} in all)" if len(runs) > 2 else ""
+        )
+        named = f"{option} {folder}" if option else str(folder)
+        raise CheckpointError(f"{named} is a folder of runs, not a run: give one of them, e.g. {shown}")
+
+
 def weights_file(path: str | Path) -> Path:
     """The file behind ``path``: itself, or a run folder's best weights."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.safetensors", "model.safetensors", "best.pt", "last.pt"):
+        for name in WEIGHTS_FILES:
             if (path / name).is_file():
                 return path / name
-        raise CheckpointError(f"{path} holds no best.safetensors / model.safetensors / best.pt / last.pt")
+        refuse_folder_of_runs(path)
+        raise CheckpointError(f"{path} holds no {' / '.join(WEIGHTS_FILES)}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     return path
@@ -55,12 +79,62 @@ def read_file(path: str | Path) -> Any:
 
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refusing to load {path}: it is not a plain weights file ({str(exc).splitlines()[0]})"
-        ) from None
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        raise unreadable(path, exc) from None
+
+
+def unreadable(path: Path, exc: Exception, option: str = "") -> CheckpointError:
+    """The one-line error for the weights file ``path`` (given as ``option``) that a loader failed on with
+    ``exc``: what the file is when it is no weights file at all, else why it was refused."""
+    named = f"{option} {path}" if option else str(path)
+    if (reason := not_weights(path)) is not None:
+        return CheckpointError(f"{named} is {reason}")
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):  # refused (torch, timm)
+        blocked = re.search(r"(?:GLOBAL|Unsupported globals:) ([\w.]*\w)", str(exc))
+        return CheckpointError(
+            f"refusing to load {named}: it holds Python objects, not only tensors"
+            + (f" ({blocked.group(1)})" if blocked else "")
+            + ", and loading those could run code; save the model's state_dict() instead"
+        )
+    return CheckpointError(f"cannot read {option or 'checkpoint'} {path}: {str(exc).splitlines()[0]}")
+
+
+def not_weights(path: Path) -> str | None:
+    """What ``path`` is when its first bytes show it cannot be a weights file of its kind (a safetensors
+    file by its suffix, else a ``torch.save`` zip archive or pickle) — e.g. an HTML page saved by a failed
+    download — said as "not a … file: it is …"; None when it may be one."""
+    with path.open("rb") as f:
+        head = f.read(1024)
+    if path.suffix == ".safetensors":
+        kind = "a safetensors file"
+        header_length = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+        if head[8:9] == b"{" and 0 < header_length < path.stat().st_size:
+            return None
+    else:
+        kind = "a PyTorch checkpoint"
+        if head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip archive; an older pickle
+            return None
+    return f"not {kind}: {_what_it_is(head)}"
+
+
+def _what_it_is(head: bytes) -> str:
+    lowered = head.lstrip().lower()
+    if not head:
+        return "it is empty (a failed download or copy?)"
+    if lowered.startswith((b"<!doctype html", b"<html")) or b"<html" in lowered:
+        return "it is an HTML page (a failed download? download the file again)"
+    if lowered.startswith(b"version https://git-lfs"):
+        return "it is a Git LFS pointer (fetch the file itself with `git lfs pull`)"
+    if b"\0" in head:
+        return "its first bytes are not those of one"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # binary, not a text cut mid-character
+            return "its first bytes are not those of one"
+        text = head[: exc.start].decode("utf-8")
+    line = (text.strip().splitlines() or [""])[0]
+    return f"it is a text file starting {line[:40]!r} (a failed download?)"
 
 
 def read_method_checkpoint(method: str, path: str | Path) -> MethodCheckpoint:
@@ -70,7 +144,7 @@ def read_method_checkpoint(method: str, path: str | Path) -> MethodCheckpoint:
 
     file = weights_file(path)
     content = read_file(file)
-    reader = METHODS.get(method).attributes.get("checkpoint_reader") if method in METHODS else None
+    reader = METHODS.get(method).spec.checkpoint_reader if method in METHODS else None
     found = reader(content, file) if reader is not None else None
     if found is not None:
         return found

@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vpr_bench.errors import RegistryError
+from vpr_bench.spec import MethodSpec, make_spec
 
 BUILTIN = "built-in"
 _current_source: contextvars.ContextVar[str] = contextvars.ContextVar("vpr_bench_source", default=BUILTIN)
@@ -39,24 +40,35 @@ class Entry:
     builder: Callable[..., Any]
     description: str
     source: str
-    attributes: dict = field(default_factory=dict)  # e.g. a method's ``checkpoint_reader``
+    spec: Any = None  # a method's ``MethodSpec``; None for the registries that take no fields
 
 
 class Registry:
     """Name → builder. A name ending in ``:`` is a family taking an argument (``folder:<path>``)."""
 
-    def __init__(self, kind: str, plural: str | None = None):
+    def __init__(self, kind: str, plural: str | None = None, spec: type | None = None):
         self.kind = kind
         self.plural = plural or kind + "s"
+        self.spec_type = spec  # the typed fields its entries take (``MethodSpec``), or None for none
         self._entries: dict[str, Entry] = {}
 
     def register(
-        self, name: str, description: str, **attributes: Any
+        self, name: str, description: str, **fields: Any
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A decorator registering a builder under ``name``; ``fields`` fill the registry's spec type
+        (an unknown field fails here, naming it)."""
         if not name or name != name.strip():
             raise RegistryError(f"invalid {self.kind} name {name!r}")
         if not description or "\n" in description:
             raise RegistryError(f"{self.kind} {name!r} needs a one-line description")
+        if self.spec_type is not None:
+            spec = make_spec(self.kind, name, self.spec_type, fields)
+        elif fields:
+            raise RegistryError(
+                f"{self.kind} {name!r}: a {self.kind} takes no fields, got {', '.join(fields)}"
+            )
+        else:
+            spec = None
 
         def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
             source = _current_source.get()
@@ -68,7 +80,7 @@ class Registry:
                     f"{self.kind} {name!r} is registered twice: by {previous.source} "
                     f"({_where(previous.builder)}) and by {source} ({_where(builder)})"
                 )
-            self._entries[name] = Entry(name, builder, description, source, dict(attributes))
+            self._entries[name] = Entry(name, builder, description, source, spec)
             return builder
 
         return decorator
@@ -128,17 +140,27 @@ def _where(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
+def registry_names(registry: Registry) -> tuple[str, ...]:
+    """The names registered, e.g. as a setting's allowed values (``choices=lambda: registry_names(R)``)."""
+    return tuple(sorted(registry._entries))
+
+
 DATASETS = Registry("dataset")
-METHODS = Registry("method")
+METHODS = Registry("method", spec=MethodSpec)
 METRICS = Registry("metric")
 LOSSES = Registry("loss", "losses")
 KD_LOSSES = Registry("kd-loss", "kd-losses")  # distillation losses (student, teacher, triplets)
-PIPELINES = Registry("pipeline")  # multi-model methods: ``run``/``ablate``/``evaluate`` over a RunConfig
-ALL_REGISTRIES = (DATASETS, METHODS, METRICS, LOSSES, KD_LOSSES, PIPELINES)
+DISTANCES = Registry("distance")  # of the metric losses, as pytorch-metric-learning distances
+REDUCTIONS = Registry("reduction")  # of a batch's losses, as pytorch-metric-learning reducers
+# multi-model methods: ``run``/``ablate``/``evaluate`` over a RunConfig
+PIPELINES = Registry("pipeline", spec=MethodSpec)
+ALL_REGISTRIES = (DATASETS, METHODS, METRICS, LOSSES, KD_LOSSES, DISTANCES, REDUCTIONS, PIPELINES)
 
 register_dataset = DATASETS.register
 register_method = METHODS.register
 register_metric = METRICS.register
 register_loss = LOSSES.register
 register_kd_loss = KD_LOSSES.register
+register_distance = DISTANCES.register
+register_reduction = REDUCTIONS.register
 register_pipeline = PIPELINES.register

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import random
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from vpr_bench import distributed
-from vpr_bench.checkpoints import MethodCheckpoint, load_weights, read_method_checkpoint
+from vpr_bench._io import atomic_write_json
+from vpr_bench.checkpoints import MethodCheckpoint, read_method_checkpoint
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets import Split, load_split
+from vpr_bench.devices import device_name, resolve_device
 from vpr_bench.errors import VPRBenchError
-from vpr_bench.evaluation.engine import evaluate, resolve_device
+from vpr_bench.evaluation.engine import evaluate
 from vpr_bench.methods import build_method
+from vpr_bench.models_io import load_model
 from vpr_bench.registry import METHODS, PIPELINES
+from vpr_bench.results.predictions import write_predictions
 from vpr_bench.results.store import new_run_dir, write_record
 from vpr_bench.training import fitting
+from vpr_bench.training import state as ckpt
 
 log = logging.getLogger("vpr_bench")
 
@@ -35,6 +46,18 @@ def attach_log(run_dir: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     return handler
+
+
+def log_failure(handler: logging.Handler, exc: BaseException) -> None:
+    """Why a run stopped, in its run.log only (the CLI tells the screen): the one-line error of a user
+    mistake, "interrupted", or a bug's traceback — so that a folder left behind says what happened."""
+    if isinstance(exc, VPRBenchError):
+        message, exc_info = f"failed: {exc}", None
+    elif isinstance(exc, KeyboardInterrupt):
+        message, exc_info = "interrupted", None
+    else:
+        message, exc_info = f"failed: {type(exc).__name__}: {exc}", (type(exc), exc, exc.__traceback__)
+    handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), exc_info))
 
 
 def fit_from_data(
@@ -59,26 +82,10 @@ def fit_from_data(
             exc,
         )
         return False
-    fitting.check_whitening(model, train.num_database)  # before any work: e.g. --pca-dim too large
+    fitting.check_whitening(model, train.num_database)  # before any work: e.g. pca_dim too large
     for phase in phases:
         getattr(fitting, phase)(model, train.database_paths, cfg, device)
     return True
-
-
-def device_name(device: torch.device) -> str:
-    """The card's name on a GPU; the CPU's model name (and core count) on a CPU."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import os
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
 
 
 def training_budget(cfg: RunConfig, progress, device: torch.device, model=None) -> dict:
@@ -123,19 +130,6 @@ def record_header(cfg: RunConfig, dataset: str, command: str, weights: str, trai
     }
 
 
-def load_model(cfg: RunConfig, checkpoint: str | MethodCheckpoint):
-    """``cfg.model`` built and filled from ``checkpoint`` (every weight from the file: no pretrained
-    download); the path every ``--checkpoint`` takes. ``cfg`` should already hold what the file decides
-    (``resolve(..., from_file=checkpoint.settings)``)."""
-    import dataclasses
-
-    if not isinstance(checkpoint, MethodCheckpoint):
-        checkpoint = read_method_checkpoint(cfg.model.method, checkpoint)
-    model = build_method(dataclasses.replace(cfg.model, pretrained=False))
-    load_weights(model, checkpoint, cfg.model.method)
-    return model
-
-
 def evaluate_run(
     cfg: RunConfig, checkpoint: str | MethodCheckpoint | None = None, command: str = "eval"
 ) -> Path:
@@ -147,8 +141,8 @@ def evaluate_run(
         checkpoint = read_method_checkpoint(cfg.model.method, checkpoint)  # fails before the data is read
     dataset_name, split = load_split(cfg.data, cfg.eval.split)
     if checkpoint:
-        model = load_model(cfg, checkpoint)
-        weights = checkpoint.description
+        model, loaded = load_model(cfg, checkpoint, file_decides=False)  # cfg holds what the file decides
+        weights = loaded.description
     else:
         model = build_method(cfg.model)
         fit_from_data(model, cfg, device, phases=("initialise", "finalise"))
@@ -188,12 +182,17 @@ def evaluate_and_record(
             split.num_queries,
             run_dir,
         )
-        result = evaluate(model, split, cfg, device, run_dir, database_model=database_model)
-        record = {**record_header(cfg, dataset_name, command, weights, trained), **result, **(extra or {})}
+        evaluation = evaluate(model, split, cfg, device, run_dir=run_dir, database_model=database_model)
+        write_predictions(run_dir, evaluation.predictions)
+        header = record_header(cfg, dataset_name, command, weights, trained)
+        record = {**header, **evaluation.sections(), **(extra or {})}
         if method != cfg.model.method:
             record["method"] = method
         write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
-        log.info("%s", "  ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items()))
+        log.info("%s", "  ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items()))
+    except BaseException as exc:
+        log_failure(handler, exc)
+        raise
     finally:
         log.removeHandler(handler)
         handler.close()
@@ -201,104 +200,186 @@ def evaluate_and_record(
 
 
 def train_run(
-    cfg: RunConfig | None = None, resume: str | Path | None = None, extra: dict | None = None
+    cfg: RunConfig | None = None,
+    resume: str | Path | None = None,
+    extra: dict | None = None,
+    quiet: bool | None = None,
 ) -> Path:
     """Train a method (mining + triplets, early stopping on val R@1), then test its best weights.
 
     With ``resume`` (a run folder) the run's own config.json is used and training continues from its
-    last checkpoint in the same folder. A method registered with ``trainer=`` is trained by that
-    ``Trainer`` subclass (distillation). ``extra``: fields added to the record.
+    last checkpoint in the same folder; ``quiet`` (not None) then replaces the run's own (it only changes
+    the screen). A method registered with ``trainer=`` is trained by that ``Trainer`` subclass
+    (distillation). ``extra``: fields added to the record.
     """
-    import json
-    import time
-
-    from vpr_bench._io import atomic_write_json
-    from vpr_bench.training import checkpoint as ckpt
-    from vpr_bench.training.trainer import Trainer
-
     if resume is not None:
-        run_dir = Path(resume)
-        try:
-            saved = json.loads((run_dir / "config.json").read_text())
-            cfg, extra = RunConfig.from_dict(saved), saved.get("record_extra")
-        except (OSError, ValueError, TypeError) as exc:
-            raise VPRBenchError(f"--resume {run_dir}: cannot read its config.json ({exc})") from None
-        if (run_dir / "metrics.json").exists():
-            raise VPRBenchError(f"--resume {run_dir}: this run is finished (metrics.json exists)")
-        state = ckpt.load_state(run_dir / ckpt.LAST)
-    distributed.init(cfg.eval.device)  # under torchrun: join the other ranks
-    main = distributed.is_main()
-    if not main:
-        cfg.quiet = True  # one set of progress bars and logs: rank 0's
+        return _resume(Path(resume), quiet)
+    if cfg is None:
+        raise TypeError("train_run needs a configuration or a run folder to resume")
+    return _start_fresh(cfg, extra)
+
+
+@dataclass
+class _Training:
+    """What one training session works on."""
+
+    cfg: RunConfig
+    device: torch.device
+    dataset_name: str
+    train: Split
+    val: Split
+    test: Split
+    model: nn.Module
+
+
+def _start_fresh(cfg: RunConfig, extra: dict | None) -> Path:
+    """A new run folder with the configuration, the model fitted from data where it takes that
+    (``fit_from_data``) and its first checkpoint; then training and the test."""
+    session = _prepare(cfg)
+    run_dir = _new_training_dir(session, extra)
+
+    def start(trainer) -> None:
+        log.info(
+            "train: %s on %s (%d database, %d queries), run %s",
+            session.cfg.model.method,
+            session.dataset_name,
+            session.train.num_database,
+            session.train.num_queries,
+            run_dir,
+        )
+        fit_from_data(session.model, session.cfg, session.device, session.train)
+        trainer.save()
+
+    return _train_and_test(session, run_dir, extra, start)
+
+
+def _resume(run_dir: Path, quiet: bool | None = None) -> Path:
+    """The unfinished run in ``run_dir``, continued from its last checkpoint with its own configuration
+    (``quiet``: the screen's, unless None)."""
+    cfg, extra = _read_run_config(run_dir)
+    if quiet is not None:
+        cfg = dataclasses.replace(cfg, quiet=quiet)
+    if not (run_dir / ckpt.LAST).is_file():
+        raise VPRBenchError(
+            f"--resume {run_dir}: the run stopped before its first checkpoint, so there is nothing to "
+            f"resume (see its run.log); start it again without --resume: "
+            f"vpr-bench run --config {run_dir / 'config.json'}"
+        )
+    state = ckpt.load_state(run_dir / ckpt.LAST)
+    session = _prepare(cfg)
+
+    def start(trainer) -> None:
+        trainer.load_state_dict(state)
+        log.info(
+            "resume: %s from epoch %d, batch %d",
+            run_dir,
+            trainer.progress.epoch + 1,
+            trainer.progress.position,
+        )
+
+    return _train_and_test(session, run_dir, extra, start)
+
+
+def _read_run_config(run_dir: Path) -> tuple[RunConfig, dict | None]:
+    """An unfinished run's configuration and the fields its record adds (``record_extra``)."""
+    if not run_dir.is_dir():
+        what = "is a file, not a run folder" if run_dir.exists() else "does not exist"
+        raise VPRBenchError(f"--resume {run_dir}: this folder {what}; give the folder of the interrupted run")
+    if not (run_dir / "config.json").is_file():
+        raise VPRBenchError(f"--resume {run_dir}: not a run folder (no config.json)")
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+        cfg, extra = RunConfig.from_dict(saved), saved.get("record_extra")
+    except (OSError, ValueError, TypeError) as exc:
+        raise VPRBenchError(f"--resume {run_dir}: cannot read its config.json ({exc})") from None
+    if (run_dir / "metrics.json").exists():
+        raise VPRBenchError(f"--resume {run_dir}: this run is finished (metrics.json exists)")
+    return cfg, extra
+
+
+def _prepare(cfg: RunConfig) -> _Training:
+    """Join the other ranks (under ``torchrun``), seed, read the splits and build the model. A rank other
+    than 0 works on a quiet copy of ``cfg``: one set of progress bars and logs, rank 0's."""
+    distributed.init(cfg.eval.device)
+    if not distributed.is_main():
+        cfg = dataclasses.replace(cfg, quiet=True)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.eval.device)
     dataset_name, train = load_split(cfg.data, "train")
     _, val = load_split(cfg.data, "val")
     _, test = load_split(cfg.data, cfg.eval.split)
-    model = build_method(cfg.model)
-    if resume is None:
-        if main:
-            run_dir = new_run_dir(cfg.out, dataset_name, cfg.model.method)
-            saved = {"argv": sys.argv, **cfg.to_dict(), **({"record_extra": extra} if extra else {})}
-            atomic_write_json(run_dir / "config.json", saved)
-        run_dir = Path(distributed.broadcast(str(run_dir) if main else None))
+    return _Training(cfg, device, dataset_name, train, val, test, build_method(cfg.model))
+
+
+def _new_training_dir(session: _Training, extra: dict | None) -> Path:
+    """Rank 0 creates the run folder and its config.json; every rank gets its path."""
+    cfg, main = session.cfg, distributed.is_main()
+    if main:
+        run_dir = new_run_dir(cfg.out, session.dataset_name, cfg.model.method)
+        saved = {"argv": sys.argv, **cfg.to_dict(), **({"record_extra": extra} if extra else {})}
+        atomic_write_json(run_dir / "config.json", saved)
+    return Path(distributed.broadcast(str(run_dir) if main else None))
+
+
+def _train_and_test(session: _Training, run_dir: Path, extra: dict | None, start: Callable) -> Path:
+    """Build the method's trainer, ``start(trainer)`` (fresh or resumed), train; rank 0 then tests the
+    best weights and writes the record."""
+    from vpr_bench.training.trainer import Trainer
+
+    cfg, main = session.cfg, distributed.is_main()
     handler = attach_log(run_dir) if main else logging.NullHandler()
     try:
-        trainer_class = METHODS.get(cfg.model.method).attributes.get("trainer") or Trainer
-        trainer = trainer_class(model, cfg, train, val, device, run_dir)
-        if resume is None:
-            log.info(
-                "train: %s on %s (%d database, %d queries), run %s",
-                cfg.model.method,
-                dataset_name,
-                train.num_database,
-                train.num_queries,
-                run_dir,
-            )
-            fit_from_data(model, cfg, device, train)
-            trainer.save()
-        else:
-            trainer.load_state_dict(state)
-            log.info(
-                "resume: %s from epoch %d, batch %d",
-                run_dir,
-                trainer.progress.epoch + 1,
-                trainer.progress.position,
-            )
+        trainer_class = METHODS.get(cfg.model.method).spec.trainer or Trainer
+        trainer = trainer_class(session.model, cfg, session.train, session.val, session.device, run_dir)
+        start(trainer)
         started = time.perf_counter()
         progress = trainer.fit()
-        if not main:  # rank 0 tests the best weights and writes the record
-            return run_dir
-        ckpt.load_best(model, run_dir)
-        if fit_from_data(model, cfg, device, train, phases=("finalise",)):  # e.g. NetVLAD's whitening
-            ckpt.save_weights(run_dir / ckpt.BEST, model)
-        kept: dict = {}
-        result = evaluate(model, test, cfg, device, run_dir, keep=kept)
-        facts = getattr(model, "backbone_facts", {})
-        report = trainer.report(test, query_descriptors=kept.get("queries"))  # reuses them (asymmetric)
-        record = {
-            **record_header(
-                cfg, dataset_name, "run", f"trained from {facts.get('weights', 'unknown')}", True
-            ),
-            **result,
-            **report,
-            **(extra or {}),
-            "training": {
-                "epochs": progress.epoch,
-                "best_epoch": progress.best_epoch,
-                "best_val_R@1": progress.best_recall,
-                "stopped_early": progress.stopped_early,
-                "steps": progress.global_step,
-                "seconds_this_session": time.perf_counter() - started,
-                # wall seconds per phase of this session: cache refresh, mining, optimisation, …
-                "time_split_s": {k: round(v, 2) for k, v in trainer.time_split.items()},
-                "history": progress.history,
-            },
-            "budget": training_budget(cfg, progress, device, model),
-        }
-        write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
-        log.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items()))
+        if main:
+            _test_and_record(session, trainer, progress, run_dir, extra, started)
+    except BaseException as exc:
+        log_failure(handler, exc)
+        raise
     finally:
         log.removeHandler(handler)
         handler.close()
     return run_dir
+
+
+def _test_and_record(
+    session: _Training, trainer, progress, run_dir: Path, extra: dict | None, started: float
+):
+    """The best weights (finalised where the model fits something after training) on the test split, and
+    the run's record."""
+    model, cfg, device = session.model, session.cfg, session.device
+    ckpt.load_best(model, run_dir)
+    if fit_from_data(model, cfg, device, session.train, phases=("finalise",)):  # e.g. NetVLAD's whitening
+        ckpt.save_weights(run_dir / ckpt.BEST, model)
+    evaluation = evaluate(model, session.test, cfg, device, run_dir=run_dir)
+    write_predictions(run_dir, evaluation.predictions)
+    report = trainer.report(session.test, query_descriptors=evaluation.query_descriptors)  # asymmetric
+    weights = f"trained from {getattr(model, 'backbone_facts', {}).get('weights', 'unknown')}"
+    record = {
+        **record_header(cfg, session.dataset_name, "run", weights, True),
+        **evaluation.sections(),
+        **report,
+        **(extra or {}),
+        "training": training_section(trainer, progress, started),
+        "budget": training_budget(cfg, progress, device, model),
+    }
+    write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
+    log.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items()))
+
+
+def training_section(trainer, progress, started: float) -> dict:
+    """The record's ``training``: how training went, and where this session's time went."""
+    return {
+        "epochs": progress.epoch,
+        "best_epoch": progress.best_epoch,
+        "best_val_R@1": progress.best_recall,
+        "stopped_early": progress.stopped_early,
+        "steps": progress.global_step,
+        "seconds_this_session": time.perf_counter() - started,
+        # wall seconds per phase of this session: cache refresh, mining, optimisation, …
+        "time_split_s": {k: round(v, 2) for k, v in trainer.time_split.items()},
+        "history": progress.history,
+    }

@@ -52,6 +52,20 @@ TINY_CLI = [
 ]
 
 
+def cli_main(args: list[str] | None = None) -> None:
+    """The ``vpr-bench`` entry point (errors as one line and an exit code), for tests that call it."""
+    from vpr_bench.cli import main
+
+    main(args)
+
+
+def load_rgb(path: str | Path):
+    """An image as the datasets read it (RGB), for tests that feed a model by hand."""
+    from vpr_bench.datasets.images import load_rgb as read
+
+    return read(path)
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """``vpr-bench ARGS`` in-process: (exit code, stdout, stderr)."""
     from vpr_bench.cli import main
@@ -105,7 +119,7 @@ def isolated_cwd(tmp_path, monkeypatch):
     monkeypatch.setenv("VPR_BENCH_DATA", str(tmp_path / "datasets"))
 
 
-# ---- reference models: weights rebuilt from key names (shared/data/reference_models/README.md) --------
+# ---- reference models: weights rebuilt from key names (the fixtures under tests/data) --------
 
 
 def recipe_tensor(key: str, shape, dtype: str = "float32"):

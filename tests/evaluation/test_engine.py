@@ -67,15 +67,16 @@ def test_record_says_how_ms_per_image_and_peak_memory_were_measured(synthetic_ro
 
 
 def test_validation_can_skip_the_timing_pass(synthetic_root, monkeypatch):
-    import vpr_bench.evaluation.engine as engine
+    import vpr_bench.evaluation.sections as sections
     from tests.evaluation.test_descriptors import Sleepy
+    from vpr_bench.evaluation.engine import evaluate
 
     def no_timing(*args, **kwargs):
         raise AssertionError("the timing pass ran")
 
-    monkeypatch.setattr(engine, "time_forward", no_timing)
+    monkeypatch.setattr(sections, "time_forward", no_timing)
     cfg = tiny_config(**{"data.dataset": f"folder:{synthetic_root}"})
-    cost = engine.evaluate(Sleepy(), _split(cfg), cfg, CPU, count_flops=False, time_model=False)["cost"]
+    cost = evaluate(Sleepy(), _split(cfg), cfg, CPU, count_flops=False, time_model=False).cost
     assert cost["ms_per_image"] is None and cost["timing"] is None and cost["gflops_per_image"] is None
     assert cost["memory"]["extract_peak_rss_mb"] > 0  # memory is still measured: it costs nothing
 
@@ -87,8 +88,8 @@ def test_asymmetric_cost_figures_are_the_query_models(synthetic_root, one_thread
     cfg = tiny_config(**{"data.dataset": f"folder:{synthetic_root}"})
     split = _split(cfg)
     fast, slow = Sleepy(), Sleepy(0.1)  # 4-d descriptors both
-    slow_alone = evaluate(slow, split, cfg, CPU, count_flops=False)["cost"]["ms_per_image"]
-    asymmetric = evaluate(fast, split, cfg, CPU, database_model=slow, count_flops=False)["cost"]
+    slow_alone = evaluate(slow, split, cfg, CPU, count_flops=False).cost["ms_per_image"]
+    asymmetric = evaluate(fast, split, cfg, CPU, database_model=slow, count_flops=False).cost
     assert asymmetric["ms_per_image"] < slow_alone / 3  # the slow database model is not timed
     assert asymmetric["timing"]["threads"] == 1
 

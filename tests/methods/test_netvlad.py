@@ -7,7 +7,7 @@ from tests.conftest import tiny_config
 from vpr_bench.layers import NetVLAD
 from vpr_bench.methods import build_method
 from vpr_bench.testing import TINY_CLI, run_cli
-from vpr_bench.training import checkpoint as ckpt
+from vpr_bench.training import state as ckpt
 
 
 def test_netvlad_layer_shape_and_normalisation():
@@ -63,7 +63,7 @@ def test_netvlad_whitening_is_fitted_after_initialisation_not_before(synthetic_r
 
 
 def test_netvlad_with_pca_trains_unwhitened_and_records_whitened(synthetic_root, tmp_path, capsys):
-    options = ["--model-option", "clusters=4", "--pca-dim", "8"]
+    options = ["--model-option", "clusters=4", "--model-option", "pca_dim=8"]
     training = [*("--epochs", "1", "--batch-size", "2", "--negatives", "2", "--negative-samples", "20")]
     code, _, err = run_cli(
         ["run", "--method", "netvlad", "--dataset", f"folder:{synthetic_root}", *TINY_CLI, *options,
@@ -97,8 +97,8 @@ def test_a_pca_dim_larger_than_the_data_allows_fails_before_training(synthetic_r
             *TINY_CLI,
             "--model-option",
             "clusters=4",
-            "--pca-dim",
-            "100000",
+            "--model-option",
+            "pca_dim=100000",
             "--epochs",
             "1",
             "--out",
@@ -106,5 +106,5 @@ def test_a_pca_dim_larger_than_the_data_allows_fails_before_training(synthetic_r
         ],
         capsys,
     )
-    assert code != 0 and "--pca-dim 100000: the whitening needs at most the descriptor size" in err
+    assert code != 0 and "pca_dim=100000: the whitening needs at most the descriptor size" in err
     assert len(err.strip().splitlines()) == 1 and not list(tmp_path.glob("*/*/*/best.safetensors"))

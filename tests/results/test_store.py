@@ -5,7 +5,7 @@ import pytest
 
 from vpr_bench._io import atomic_write_json
 from vpr_bench.results import load_records, new_run_dir, write_record
-from vpr_bench.results.table import records_table
+from vpr_bench.results.render import records_table
 
 
 def test_run_ids_are_never_reused(tmp_path):

@@ -9,8 +9,9 @@ import pytest
 
 from vpr_bench.errors import ConfigError
 from vpr_bench.results import load_records
+from vpr_bench.results.render import render
 from vpr_bench.results.store import Record
-from vpr_bench.results.table import COMPARE, build_table, render
+from vpr_bench.results.table import COMPARE, build_table
 
 
 def record(run, method, dataset, r1, params=None, kd=None, created="2026-11-01T10:00:00+00:00", **cost):

@@ -13,7 +13,7 @@ import torch
 from tests.conftest import tiny_config
 from vpr_bench.runner import train_run
 from vpr_bench.testing import TINY_CLI, TINY_TRAINING
-from vpr_bench.training import checkpoint as ckpt
+from vpr_bench.training import state as ckpt
 from vpr_bench.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
 # 12 queries per epoch in batches of 4: 3 batches an epoch, 6 in all; a checkpoint every 2 batches

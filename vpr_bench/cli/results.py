@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -32,11 +33,11 @@ def list_(method) -> None:
             name = e.name + "<path>" if e.name.endswith(":") else e.name
             click.echo(f"  {name.ljust(width)}  {e.description}  [{e.source}]")
         click.echo("")
-    published = [e for e in METHODS.entries() if e.attributes.get("published")]
+    published = [e for e in METHODS.entries() if e.spec.published is not None]
     if published:
         click.echo("published models (vpr-bench eval --method M --checkpoint FILE | --weights official):")
         for e in published:
-            p = e.attributes["published"]
+            p = e.spec.published
             size = f"{p.input_size[0]}×{p.input_size[1]}" if p.input_size else "native"
             recall = "; ".join(f"{b} R@1 {v:g} ({src})" for b, v, src in p.recall_at_1) or "—"
             click.echo(
@@ -51,18 +52,18 @@ def list_(method) -> None:
 
 
 def _show_method(entry) -> None:
-    from vpr_bench.options import NoOptions, describe
+    from vpr_bench.options import describe
 
     click.echo(f"{entry.name}: {entry.description}  [{entry.source}]")
-    rows = describe(entry.attributes.get("options", NoOptions))
+    rows = describe(entry.spec.options)
     click.echo("options (--model-option KEY=VALUE):" if rows else "options: none")
     width = max((len(f"{name}={default}") for name, default, _ in rows), default=0)
     for name, default, help_ in rows:
         click.echo(f"  {f'{name}={default}'.ljust(width)}  {help_}")
-    honoured = entry.attributes.get("descriptor_dim", False)
-    hint = entry.attributes.get("descriptor_dim_hint", "")
+    honoured = entry.spec.descriptor_dim
+    hint = entry.spec.descriptor_dim_hint
     click.echo(f"--descriptor-dim: {'honoured' if honoured else 'refused (' + hint + ')'}")
-    for preset, values in sorted(entry.attributes.get("presets", {}).items()):
+    for preset, values in sorted(entry.spec.presets.items()):
         click.echo(f"preset {preset}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
 
 
@@ -94,12 +95,13 @@ def compare(datasets_, methods, all_runs, seed_mean, sort, fmt, output, results_
     """Leaderboard of recorded runs: one row per method (best run), one column group per dataset."""
     from vpr_bench._io import atomic_write_text
     from vpr_bench.results import load_records
-    from vpr_bench.results.table import build_table, render
+    from vpr_bench.results.render import render
+    from vpr_bench.results.table import build_table
 
     setup_logging(False)
     records = [
         r
-        for r in load_records(results_dir)
+        for r in load_records(results_folder(results_dir))
         if (not datasets_ or r.get("dataset") in datasets_) and (not methods or r.get("method") in methods)
     ]
     if not records:
@@ -117,12 +119,37 @@ def compare(datasets_, methods, all_runs, seed_mean, sort, fmt, output, results_
         click.echo(text, nl=False)
 
 
-def _select_runs(results_dir: str, datasets_: tuple, runs: tuple) -> list:
+def results_folder(results_dir: str) -> str:
+    """``--results``, refused in one line when it is not a folder (a typo would read as "no records")."""
+    if not Path(results_dir).exists():
+        raise VPRBenchError(f"--results {results_dir} does not exist (give the folder runs were written to)")
+    if not Path(results_dir).is_dir():
+        raise VPRBenchError(f"--results {results_dir} is a file, not a folder of runs")
+    return results_dir
+
+
+def run_folder(run: str, command: str) -> Path | None:
+    """RUN given as a folder: its path; as a run id (no path separator): None, to look up under
+    --results. A path that is not a folder is refused, naming it."""
+    path = Path(run)
+    if path.is_dir():
+        return path
+    if "/" in run or os.sep in run or run.startswith("."):
+        what = "is a file, not a run folder" if path.exists() else "does not exist"
+        raise VPRBenchError(f"{command}: {run} {what} (give a run folder, or a run id under --results)")
+    return None
+
+
+def _select_runs(results_dir: str, datasets_: tuple, runs: tuple, command: str = "plot") -> list:
     """Runs named by id or folder, else the best run per method on the given datasets."""
     from vpr_bench.results import load_records
     from vpr_bench.results.table import select
 
-    records = [r for r in load_records(results_dir) if not datasets_ or r.get("dataset") in datasets_]
+    for run in runs:
+        run_folder(run, command)
+    records = [
+        r for r in load_records(results_folder(results_dir)) if not datasets_ or r.get("dataset") in datasets_
+    ]
     if runs:
         wanted = {Path(r).name for r in runs}
         chosen = [r for r in records if r.run_id in wanted or r.run_dir.name in wanted]
@@ -140,13 +167,29 @@ def _select_runs(results_dir: str, datasets_: tuple, runs: tuple) -> list:
 
 @cli.group()
 def plot() -> None:
-    """Figures for papers: Recall@N curves, retrieval grids, accuracy vs cost, training curves (PNG)."""
+    """Figures for papers: Recall@N curves, retrieval grids, accuracy vs cost, training curves (PNG, PDF
+    or SVG)."""
 
 
+def _figure_output(ctx, param, value):
+    from vpr_bench.results.plots import figure_format
+
+    if value is not None:
+        figure_format(value)  # before any work: an extension we cannot write is refused, naming it
+    return value
+
+
+FIGURE_OUTPUT = click.option(
+    "--output",
+    required=True,
+    type=click.Path(),
+    callback=_figure_output,
+    help="Figure to write; its extension picks the format: .png, .pdf or .svg.",
+)
 PLOT_OPTIONS = [
     click.option("--dataset", "datasets_", multiple=True, help="Only runs on this dataset (repeatable)."),
     click.option("--results", "results_dir", default="results", show_default=True, type=click.Path()),
-    click.option("--output", required=True, type=click.Path(), help="PNG file to write."),
+    FIGURE_OUTPUT,
     click.option(
         "--size",
         callback=lambda c, p, v: parse_size(v, "WxH", "800x600"),
@@ -194,7 +237,7 @@ def plot_cost(datasets_, results_dir, output, size, runs) -> None:
 @click.option("--failures", is_flag=True, help="Show queries whose top-1 is wrong first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which queries are drawn.")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
-@click.option("--output", required=True, type=click.Path(), help="PNG file to write.")
+@FIGURE_OUTPUT
 @click.option(
     "--size",
     callback=lambda c, p, v: parse_size(v, "WxH", "800x600"),
@@ -205,7 +248,7 @@ def plot_retrievals(run, queries, top, failures, seed, results_dir, output, size
     from vpr_bench.results.plots import retrieval_grid
 
     setup_logging(False)
-    run_dir = Path(run) if Path(run).is_dir() else _select_runs(results_dir, (), (run,))[0].run_dir
+    run_dir = run_folder(run, "plot retrievals") or _select_runs(results_dir, (), (run,))[0].run_dir
     path = retrieval_grid(run_dir, output, queries, top, failures, seed, size)
     click.echo(f"written {path}")
 
@@ -213,7 +256,7 @@ def plot_retrievals(run, queries, top, failures, seed, results_dir, output, size
 @plot.command("training")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
-@click.option("--output", required=True, type=click.Path(), help="PNG file to write.")
+@FIGURE_OUTPUT
 @click.option(
     "--size",
     callback=lambda c, p, v: parse_size(v, "WxH", "1000x450"),
@@ -227,7 +270,8 @@ def plot_training(runs, results_dir, output, size) -> None:
     setup_logging(False)
     folders = []
     for run in runs:
-        found = [Path(run)] if Path(run).is_dir() else sorted(Path(results_dir).glob(f"*/*/{Path(run).name}"))
+        folder = run_folder(run, "plot training")
+        found = [folder] if folder else sorted(Path(results_folder(results_dir)).glob(f"*/*/{run}"))
         if not found or not found[0].is_dir():
             raise VPRBenchError(
                 f"plot training: no run {run!r} (neither a folder nor a run id in {results_dir})"

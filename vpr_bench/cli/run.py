@@ -5,14 +5,7 @@ from __future__ import annotations
 import click
 
 from vpr_bench.cli._app import cli
-from vpr_bench.cli._options import (
-    KD_LOSS_OPTION,
-    build_config,
-    common_options,
-    pipeline_of,
-    setup_logging,
-    train_options,
-)
+from vpr_bench.cli._options import build_config, config_options, given_settings, pipeline_of, setup_logging
 from vpr_bench.errors import VPRBenchError
 
 
@@ -45,9 +38,7 @@ def _with_seed(cfg, seed: int):
 
 
 @cli.command()
-@common_options
-@train_options
-@KD_LOSS_OPTION
+@config_options("run")
 @click.option("--resume", "resume", type=click.Path(), help="Continue the interrupted run in this folder.")
 @click.option(
     "--config",
@@ -58,8 +49,7 @@ def _with_seed(cfg, seed: int):
     "override it, it overrides the preset.",
 )
 @SEEDS_OPTION
-@click.pass_context
-def run(ctx, resume, config, seeds, **options) -> None:
+def run(resume, config, seeds, **options) -> None:
     """Train a method on a dataset's train split (validating on val), test its best weights, record it."""
     from vpr_bench import distributed
     from vpr_bench.config import read_config_file
@@ -70,21 +60,18 @@ def run(ctx, resume, config, seeds, **options) -> None:
     if resume and seeds:
         raise click.UsageError("--resume continues one run; drop --seeds")
     config_file = read_config_file(config) if config else None
-    if config_file and ctx.get_parameter_source("preset") is click.core.ParameterSource.DEFAULT:
-        options["preset"] = config_file.get("preset", options["preset"])  # the file's, unless given
-    device = options.get("device") or (config_file or {}).get("eval.device") or "auto"
+    device = options.get("eval__device") or (config_file or {}).get("eval.device") or "auto"
     distributed.init(device)  # under torchrun; a no-op otherwise
     main = distributed.is_main()
     if resume:
-        given = [k for k, v in options.items() if v not in (None, {}, ()) and k != "preset"]
+        given = [key for key in given_settings(options) if key != "quiet"]  # --quiet only changes the screen
         if given:
-            raise click.UsageError(
-                f"--resume uses the run's own config.json; drop --{given[0].replace('_', '-')}"
-            )
-        setup_logging(not main)
-        run_dirs = [train_run(resume=resume)]
+            flag = "--" + given[0].rpartition(".")[2].replace("_", "-")
+            raise click.UsageError(f"--resume uses the run's own config.json; drop {flag}")
+        setup_logging(bool(options.get("quiet")) or not main)
+        run_dirs = [train_run(resume=resume, quiet=options.get("quiet"))]
     else:
-        cfg = build_config(config_file=config_file, **options)
+        cfg = build_config(options, config_file=config_file)
         setup_logging(cfg.quiet or not main)
         pipeline = pipeline_of(cfg.model.method)
         run_dirs = []
@@ -96,23 +83,27 @@ def run(ctx, resume, config, seeds, **options) -> None:
 
 
 @cli.command()
-@common_options
-@train_options
+@config_options("ablate")
 @click.option(
     "--kd-loss",
+    "kd_losses",
     required=True,
     help="Comma-separated distillation losses, one student each (e.g. cross-metric,mse,rkd,stun,none).",
 )
 @SEEDS_OPTION
-def ablate(seeds, **options) -> None:
+def ablate(kd_losses, seeds, **options) -> None:
     """Train one teacher (or reuse --teacher) and one student per KD loss; write an ablation table.
     With --seeds: a teacher and its students per seed, and the table of seed means."""
-    cfg = build_config(**options)
+    from vpr_bench.config import check_setting
+
+    cfg = build_config(options)
     setup_logging(cfg.quiet)
     pipeline = pipeline_of(cfg.model.method)
     if pipeline is None or not hasattr(pipeline, "ablate"):
         raise VPRBenchError(f"--method {cfg.model.method}: not a distillation pipeline (e.g. tscm)")
-    losses = [name.strip() for name in options["kd_loss"].split(",") if name.strip()]
+    losses = [name.strip() for name in kd_losses.split(",") if name.strip()]
+    for name in losses:  # each checked as --kd-loss is, before any work
+        check_setting("distill.kd_loss", name)
     out = pipeline.ablate(cfg, losses, seeds=seeds)
     click.echo((out / "ablation.md").read_text(), nl=False)
     click.echo(f"ablation table written to {out}")
@@ -125,15 +116,14 @@ def official_weights(method: str, spec: str) -> str:
     kind, _, choice = spec.partition(":")
     if kind != "official":
         raise click.BadParameter(f"{spec!r}: expected official or official:FILE", param_hint="--weights")
-    fetch = METHODS.get(method).attributes.get("fetch_weights") if method in METHODS else None
+    fetch = METHODS.get(method).spec.fetch_weights if method in METHODS else None
     if fetch is None:
         raise VPRBenchError(f"--weights official: {method or 'the method'} publishes no official weights")
     return str(fetch(choice or None))
 
 
 @cli.command("eval")
-@common_options
-@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@config_options("eval")
 @click.option("--checkpoint", type=click.Path(), help="Weights file or run folder to evaluate.")
 @click.option("--untrained", is_flag=True, help="Evaluate the architecture as built (no trained weights).")
 @click.option(
@@ -147,24 +137,25 @@ def evaluate(checkpoint, untrained, weights, query_model, database_model, **opti
     """Evaluate a method (untrained or from a checkpoint) on one split and write a result record."""
     if sum(map(bool, (checkpoint, untrained, weights))) > 1:
         raise click.UsageError("--checkpoint, --weights and --untrained exclude each other")
+    method = options.get("model__method") or ""
     if weights:
-        checkpoint = official_weights(options.get("method") or "", weights)
+        checkpoint = official_weights(method, weights)
     from vpr_bench import distributed
 
-    distributed.init(options.get("device") or "auto")
+    distributed.init(options.get("eval__device") or "auto")
     if not distributed.is_main():  # under torchrun, one evaluation and one record: rank 0's
         return
     from vpr_bench.runner import evaluate_run
 
-    pipeline = pipeline_of(options.get("method") or "")
+    pipeline = pipeline_of(method)
     read = None
-    if checkpoint and pipeline is None and options.get("method"):  # the file may decide the variant
+    if checkpoint and pipeline is None and method:  # the file may decide the variant
         from vpr_bench.checkpoints import read_method_checkpoint
         from vpr_bench.registry import METHODS
 
-        if options["method"] in METHODS:
-            read = read_method_checkpoint(options["method"], checkpoint)
-    cfg = build_config(from_file=read.settings if read else None, **options)
+        if method in METHODS:
+            read = read_method_checkpoint(method, checkpoint)
+    cfg = build_config(options, from_file=read.settings if read else None)
     setup_logging(cfg.quiet)
     if pipeline is not None:
         run_dir = pipeline.evaluate(

@@ -10,21 +10,14 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms
 
+from vpr_bench.config import NATIVE
 from vpr_bench.errors import DatasetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# How an image becomes the network's input, recorded in each record's protocol (``data.preprocess``):
-# "resize-first" (default): resize the PIL image (antialiased), then ToTensor and normalise — NetVLAD,
-#   MixVPR, Conv-AP, SALAD;
-# "tensor-resize-first": ToTensor, resize the tensor with antialiasing, then normalise — Bag-of-Queries;
-# "normalize-first": the TSCM release's — normalise the full-size tensor, then resize it without
-#   antialiasing (what its authors' numbers were measured with).
-# ``data.interpolation`` is bilinear or bicubic; an image size of (0, 0) keeps each image's own size
-# (CosPlace / EigenPlaces evaluate at native resolution).
-PREPROCESSING = ("resize-first", "tensor-resize-first", "normalize-first")
-INTERPOLATIONS = ("bilinear", "bicubic")
-NATIVE = (0, 0)
+# How an image becomes the network's input is recorded in each record's protocol (``data.preprocess``,
+# ``data.interpolation``); the allowed values and what each means are declared on ``DataConfig``'s fields.
+# An image size of ``NATIVE`` keeps each image's own size (CosPlace / EigenPlaces).
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -58,10 +51,6 @@ def eval_transform(
 ) -> transforms.Compose:
     """Resize to (H, W) (none for ``NATIVE``) and normalise, in the order ``preprocess`` names; the same
     for database and queries."""
-    if preprocess not in PREPROCESSING:
-        raise ValueError(f"preprocess {preprocess!r} is not one of {', '.join(PREPROCESSING)}")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
     mode = transforms.InterpolationMode(interpolation)
     to_tensor, normalize = transforms.ToTensor(), transforms.Normalize(mean, std)
     if tuple(image_size) == NATIVE:
@@ -71,6 +60,7 @@ def eval_transform(
         return transforms.Compose([to_tensor, normalize, transforms.Resize(size, mode, antialias=False)])
     if preprocess == "tensor-resize-first":
         return transforms.Compose([to_tensor, transforms.Resize(size, mode, antialias=True), normalize])
+    assert preprocess == "resize-first", preprocess  # the config checked it against DataConfig
     return transforms.Compose([transforms.Resize(size, mode, antialias=True), to_tensor, normalize])
 
 

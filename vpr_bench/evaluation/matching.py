@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from vpr_bench.config import EvalConfig
 from vpr_bench.errors import ConfigError
 from vpr_bench.evaluation.exact import exact_search
 
@@ -32,6 +33,28 @@ class IndexSpec:
         if self.kind == "flat":
             return "flat-fp16" if self.fp16 else "flat"
         return f"ivfpq(nlist={self.nlist}, m={self.m}, nbits=8, nprobe={self.nprobe})"
+
+
+def index_spec(settings: EvalConfig) -> IndexSpec:
+    """The index an ``EvalConfig`` asks for (``--index``, ``--nlist``, ``--m``, ``--nprobe``; a float16
+    database is stored as float16)."""
+    return IndexSpec(
+        settings.index,
+        settings.nlist,
+        settings.m,
+        settings.nprobe,
+        fp16=settings.descriptor_dtype == "float16",
+    )
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The ranked database images of each evaluated query, best first (``predictions.npz``)."""
+
+    query_index: np.ndarray  # (Q,) rows of the split's queries that were evaluated
+    indices: np.ndarray  # (Q, K) database rows; -1: no result
+    distances: np.ndarray  # (Q, K) squared L2 distances
+    ms_per_query: float  # the batched search's wall time per query (index building not included)
 
 
 def build_index(database: np.ndarray, spec: IndexSpec = IndexSpec(), seed: int = 0) -> faiss.Index:

@@ -4,31 +4,34 @@ from __future__ import annotations
 
 from pytorch_metric_learning import distances, losses, reducers
 
-from vpr_bench.errors import ConfigError
-from vpr_bench.registry import LOSSES, register_loss
+from vpr_bench.registry import (
+    DISTANCES,
+    LOSSES,
+    REDUCTIONS,
+    register_distance,
+    register_loss,
+    register_reduction,
+)
 
-DISTANCES = {
-    "l2": lambda: distances.LpDistance(normalize_embeddings=False, p=2, power=1),
-    "squared-l2": lambda: distances.LpDistance(normalize_embeddings=False, p=2, power=2),
-    "cosine": lambda: distances.CosineSimilarity(),
-}
-REDUCERS = {
-    "mean": reducers.MeanReducer,
-    "sum": reducers.SumReducer,
-    "avg-nonzero": reducers.AvgNonZeroReducer,
-}
+# The names here are the allowed values of --distance and --reduction (``TrainConfig``); nowhere else.
+register_distance("l2", "Euclidean distance ‖a − b‖")(
+    lambda: distances.LpDistance(normalize_embeddings=False, p=2, power=1)
+)
+register_distance("squared-l2", "squared Euclidean distance ‖a − b‖²")(
+    lambda: distances.LpDistance(normalize_embeddings=False, p=2, power=2)
+)
+register_distance("cosine", "cosine similarity (higher is closer)")(distances.CosineSimilarity)
+register_reduction("mean", "mean over the batch's losses")(reducers.MeanReducer)
+register_reduction("sum", "sum of the batch's losses")(reducers.SumReducer)
+register_reduction("avg-nonzero", "mean over the non-zero losses")(reducers.AvgNonZeroReducer)
 
 
 def make_distance(name: str):
-    if name not in DISTANCES:
-        raise ConfigError(f"distance {name!r} is not one of {', '.join(DISTANCES)}")
-    return DISTANCES[name]()
+    return DISTANCES.build(name)
 
 
 def make_reducer(name: str):
-    if name not in REDUCERS:
-        raise ConfigError(f"reduction {name!r} is not one of {', '.join(REDUCERS)}")
-    return REDUCERS[name]()
+    return REDUCTIONS.build(name)
 
 
 @register_loss(

@@ -6,18 +6,19 @@ from torch import nn
 from vpr_bench.config import ModelConfig
 from vpr_bench.errors import ConfigError
 from vpr_bench.methods import gem, netvlad  # noqa: F401  (registration)
-from vpr_bench.options import NoOptions, parse
+from vpr_bench.options import parse
 from vpr_bench.registry import METHODS
 
 
 def check_model_config(cfg: ModelConfig, registry=METHODS):
     """The typed options of ``cfg.method`` (a method, or a pipeline with ``registry=PIPELINES``), after
     checking them and ``--descriptor-dim``; fails before any work, in one line."""
-    entry = registry.get(cfg.method)
-    options = parse(entry.attributes.get("options", NoOptions), cfg.options, cfg.method)
-    if cfg.descriptor_dim is not None and not entry.attributes.get("descriptor_dim", False):
-        hint = entry.attributes.get("descriptor_dim_hint", "drop it")
-        raise ConfigError(f"--descriptor-dim: {cfg.method} cannot set its descriptor size; {hint}")
+    spec = registry.get(cfg.method).spec
+    options = parse(spec.options, cfg.options, cfg.method)
+    if cfg.descriptor_dim is not None and not spec.descriptor_dim:
+        raise ConfigError(
+            f"--descriptor-dim: {cfg.method} cannot set its descriptor size; {spec.descriptor_dim_hint}"
+        )
     return options
 
 

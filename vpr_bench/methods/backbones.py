@@ -7,16 +7,18 @@ and random initialisation. Never a crash, never a silent fallback: the outcome i
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 
 import timm
 from torch import nn
 
-from vpr_bench.errors import CheckpointError, ConfigError
+from vpr_bench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 HUB_HOST = "huggingface.co"
@@ -50,12 +52,35 @@ def _cached_hub_file(model_name: str) -> str | None:
     return None
 
 
+def similar_models(name: str, count: int = 8) -> list[str]:
+    """timm models whose names are close to ``name`` once case, ``_``, ``-`` and ``.`` are ignored (the
+    same name first, then those it begins, near spellings, those containing it)."""
+
+    def squash(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    spellings: dict[str, list[str]] = {}
+    for model in timm.list_models():
+        spellings.setdefault(squash(model), []).append(model)
+    key = squash(name.split(".")[0])  # without a pretrained tag (resnet50.a1_in1k)
+    if not key:
+        return []
+    shortest_first = sorted(spellings, key=len)
+    keys = [
+        *([key] if key in spellings else []),
+        *[k for k in shortest_first if k.startswith(key)][:3],
+        *difflib.get_close_matches(key, list(spellings), n=count, cutoff=0.6),
+        *[k for k in shortest_first if key in k][:3],
+    ]
+    return list(dict.fromkeys(model for k in keys for model in spellings[k]))[:count]
+
+
 def create_timm_model(
     name: str, pretrained: bool = True, pretrained_file: str | None = None, **kwargs
 ) -> tuple[nn.Module, str]:
     """``timm.create_model(name, **kwargs)`` with the weights resolved as above; (model, where from)."""
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
+        close = similar_models(name)
         raise ConfigError(f"--backbone {name!r} is not a timm model (similar: {', '.join(close) or 'none'})")
     create = functools.partial(timm.create_model, name, **kwargs)
     if pretrained_file:
@@ -65,7 +90,9 @@ def create_timm_model(
         try:
             model = create(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
         except Exception as exc:
-            raise CheckpointError(f"cannot load weights from --pretrained-file {path}: {exc}") from None
+            from vpr_bench.checkpoints import unreadable
+
+            raise unreadable(path, exc, "--pretrained-file") from None  # e.g. an HTML page saved as .pth
         return model, f"file:{path}"
     if pretrained and hub_reachable():
         return create(pretrained=True), "pretrained:hub"

@@ -102,7 +102,7 @@ class NetVLADNet(nn.Module):
     "timm backbone + NetVLAD (k-means initialised) + optional PCA-whitening",
     options=NetVLADOptions,
     descriptor_dim=False,
-    descriptor_dim_hint="its size is clusters × channels; use --model-option pca_dim=N (--pca-dim) to whiten",
+    descriptor_dim_hint="its size is clusters × channels; use --model-option pca_dim=N to whiten",
     # 48×64 images leave only 3×4 features after layer3: the demo aggregates layer2's 6×8 instead, with 16
     # clusters, and starts from a soft assignment (see NetVLAD.init_from_features)
     presets={"demo": {"model.backbone_stage": 2, "model.options": {"clusters": 16, "sharpness": 3.0}}},

@@ -1,6 +1,7 @@
 """Figures from run records (matplotlib, headless Agg): Recall@N curves, retrieval grids, cost/accuracy.
 
-Each function writes a PNG of exactly ``size`` pixels (width, height) and returns its path.
+Each function writes a figure of ``size`` pixels (width, height) at 100 dpi — PNG, PDF or SVG, as the
+output's extension says — and returns its path.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vpr_bench.errors import VPRBenchError  # noqa: E402
 from vpr_bench.results.store import Record  # noqa: E402
 
 DPI = 100
+FORMATS = ("png", "pdf", "svg")  # what --output's extension may ask for
 
 
 def label(record: Record) -> str:
@@ -33,14 +35,27 @@ def _figure(size: tuple[int, int], **kwargs):
     return plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, **kwargs)
 
 
+def figure_format(output: str | Path) -> str:
+    """The format ``output``'s extension names (png, pdf or svg); a ``VPRBenchError`` naming the file for
+    any other, so that a typo such as ``.pgn`` never gets PNG bytes under its name."""
+    suffix = Path(output).suffix.lower()
+    if suffix.lstrip(".") in FORMATS:
+        return suffix.lstrip(".")
+    known = ", ".join(f".{f}" for f in FORMATS)
+    what = f"unknown figure format {suffix!r}" if suffix else "no extension"
+    raise VPRBenchError(f"--output {output}: {what}; end the file name in {known}")
+
+
 def _save(fig, output: str | Path) -> Path:
     import io
 
     from vpr_bench._io import atomic_write_bytes
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    plt.close(fig)
+    try:
+        fig.savefig(buffer, format=figure_format(output), dpi=DPI)
+    finally:
+        plt.close(fig)
     atomic_write_bytes(output, buffer.getvalue())
     return Path(output)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from vpr_bench._io import atomic_write_json
+from vpr_bench._io import WriteError, atomic_write_json
 
 SCHEMA_VERSION = 1
 PACKAGES = ("vpr-bench", "torch", "torchvision", "timm", "faiss-cpu", "pytorch-metric-learning", "numpy")
@@ -31,7 +31,19 @@ def slug(name: str) -> str:
 def new_run_dir(out: str | Path, dataset: str, method: str) -> Path:
     """Create and return a fresh run folder; ``mkdir`` without exist_ok makes the id unique."""
     parent = Path(out) / slug(dataset) / slug(method)
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # --out, or a folder on the way, is a file
+        blocking = next((p for p in (parent, *parent.parents) if p.is_file()), Path(out))
+        if blocking == Path(out):
+            raise WriteError(
+                f"--out {out} is a file, not a folder; give --out a folder (it is created if missing)"
+            ) from None
+        raise WriteError(
+            f"--out {out}: {blocking} is a file, not a folder; give --out another folder"
+        ) from None
+    except OSError as exc:
+        raise WriteError(f"--out {out}: cannot create {parent}: {exc.strerror or exc}") from None
     while True:
         run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         try:

@@ -62,8 +62,9 @@ def check_whitening(model: nn.Module, database_images: int, max_images: int = 50
         vlad_dim = model.unwhitened_dim
         if dim > vlad_dim or dim >= usable:
             raise ConfigError(
-                f"--pca-dim {dim}: the whitening needs at most the descriptor size ({vlad_dim}) and fewer "
-                f"dimensions than training-database images ({usable} used); choose a smaller --pca-dim"
+                f"--model-option pca_dim={dim}: the whitening needs at most the descriptor size ({vlad_dim}) "
+                "and fewer "
+                f"dimensions than training-database images ({usable} used); choose a smaller pca_dim"
             )
     return usable
 

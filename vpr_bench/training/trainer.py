@@ -32,8 +32,8 @@ from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.engine import evaluate
 from vpr_bench.losses import build_loss
-from vpr_bench.training import checkpoint as ckpt
 from vpr_bench.training import early_stopping
+from vpr_bench.training import state as ckpt
 from vpr_bench.training.curves import TrainingCurves
 from vpr_bench.training.early_stopping import Progress
 from vpr_bench.training.mining import HardNegativeMiner, MinedTuples
@@ -237,7 +237,7 @@ class Trainer:
         with self.phase("validation"):
             metrics = evaluate(
                 self.model, self.val_split, self.cfg, self.device, count_flops=False, time_model=False
-            )["metrics"]
+            ).metrics
         recall = metrics["R@1"]
         improved = early_stopping.update(p, recall, self.tc.patience)
         if improved and distributed.is_main():

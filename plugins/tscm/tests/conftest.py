@@ -2,7 +2,7 @@
 
 import pytest
 
-from vpr_bench import load_all
+from vpr_bench.api import load_all
 from vpr_bench.testing import TINY_CLI, isolated_cwd, synthetic_root  # noqa: F401
 
 # Tiny teacher/student: timm's test_resnet (cut after stage 3, 192 channels) and test_vit (64-d tokens).

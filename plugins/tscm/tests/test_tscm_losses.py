@@ -10,7 +10,7 @@ from pytorch_metric_learning import distances
 from tscm.losses import _SquaredL2CrossMetric, build_kd_loss
 from tscm.reference import release_ckd_loop
 
-from vpr_bench.registry import KD_LOSSES
+from vpr_bench.api import KD_LOSSES
 
 
 def batch(queries=8, negatives=10, dim=2048, seed=0):

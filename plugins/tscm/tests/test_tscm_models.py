@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from vpr_bench.config import resolve
-from vpr_bench.errors import ConfigError
-from vpr_bench.methods import build_method
+from vpr_bench.api import ConfigError, build_method
+from vpr_bench.api import resolve_config as resolve
 
 
 @pytest.fixture

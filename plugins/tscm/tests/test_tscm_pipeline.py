@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from vpr_bench.cli import main
-from vpr_bench.testing import run_cli
+from vpr_bench.testing import TINY_CLI, run_cli
+from vpr_bench.testing import cli_main as main
 
 call = run_cli
 
@@ -115,7 +115,7 @@ def test_bad_teacher_and_unknown_kd_loss_fail_in_one_line(synthetic_root, capsys
     )
     assert code == 2 and "--checkpoint gone does not exist" in err
     code, _, err = call(["run", "--method", "tscm", "--dataset", "synthetic", "--kd-loss", "kl"], capsys)
-    assert code == 2 and "unknown kd-loss 'kl'" in err and "cross-metric" in err
+    assert code == 2 and "--kd-loss 'kl' is not one of" in err and "cross-metric" in err
 
 
 def test_students_of_one_teacher_share_its_stored_descriptors(pipeline_run, capsys):
@@ -142,3 +142,36 @@ def test_ablate_with_seeds_reports_seed_means(pipeline_run, capsys):
     (table,) = [p for p in out.glob("*/tscm-ablation/*/ablation.md") if "rkd" in p.read_text()]
     row = next(line for line in table.read_text().splitlines() if line.startswith("| rkd"))
     assert " ± " in row and row.rstrip(" |").endswith("5,6")
+
+
+def test_a_run_of_another_method_as_teacher_is_named_before_any_folder_is_made(tmp_path, tiny_cli, capsys):
+    from safetensors.torch import save_file
+    from torch import zeros
+
+    results = tmp_path / "results"
+    corridor = ["--dataset", "corridor", "--out", str(results)]
+    code, _, err = call(["eval", "--method", "gem", *corridor, *TINY_CLI], capsys)
+    assert code == 0, err
+    (gem_run,) = results.glob("corridor/gem/*")
+    save_file({"pool.p": zeros(1)}, str(gem_run / "best.safetensors"))  # as a trained gem run holds
+    before = sorted(results.rglob("*"))
+    code, _, err = call(["run", "--method", "tscm", *corridor, *tiny_cli, "--teacher", str(gem_run)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip() == (
+        f"error: --teacher {gem_run} is a gem run, not a tscm-teacher run: give a run folder from "
+        "<results>/<dataset>/tscm-teacher/, or drop --teacher to train one"
+    )
+    assert sorted(results.rglob("*")) == before  # no student folder left behind
+    code, _, err = call(
+        ["run", "--method", "tscm", *corridor, *tiny_cli, "--teacher", str(gem_run.parent)], capsys
+    )
+    assert code == 2
+    assert (
+        f"error: --teacher {gem_run.parent} is a folder of runs, not a run: give one of them, e.g. {gem_run}"
+        in err
+    )
+    code, _, err = call(
+        ["eval", "--method", "tscm", *corridor, *tiny_cli, "--checkpoint", str(gem_run)], capsys
+    )
+    assert code == 2
+    assert f"error: --checkpoint {gem_run} is a gem run, not a tscm-student run" in err

@@ -24,10 +24,8 @@ import torch
 from torch import nn
 from tscm.release import RELEASE_SETTINGS
 
-from vpr_bench.checkpoints import read_method_checkpoint
-from vpr_bench.config import resolve
-from vpr_bench.errors import CheckpointError
-from vpr_bench.runner import load_model
+from vpr_bench.api import CheckpointError, load_model, read_method_checkpoint
+from vpr_bench.api import resolve_config as resolve
 from vpr_bench.testing import TINY_CLI, recipe_tensor, reference_input, relative_error, run_cli
 
 DATA = Path(__file__).parent / "data" / "tscm_release"
@@ -92,7 +90,7 @@ def load_as_user(method: str, path: Path):
     """What ``vpr-bench eval --method METHOD --checkpoint PATH`` does before reading the dataset."""
     read = read_method_checkpoint(method, path)
     cfg = resolve("demo", {"model.method": method}, read.settings)
-    return load_model(cfg, read).eval(), read, cfg
+    return load_model(cfg, read, file_decides=False)[0].eval(), read, cfg
 
 
 def branches(model, images: torch.Tensor, role: str) -> dict[str, np.ndarray]:
@@ -229,7 +227,7 @@ def test_a_foreign_file_fails_naming_expected_missing_and_unexpected_keys(tmp_pa
     with pytest.raises(
         CheckpointError, match=r"does not fit a tscm-student model \(\d+ keys expected\).*missing"
     ):
-        load_model(cfg, read)
+        load_model(cfg, read, file_decides=False)
 
 
 @pytest.fixture(scope="module")

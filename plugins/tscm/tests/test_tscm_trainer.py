@@ -8,12 +8,10 @@ import pytest
 import torch
 from tscm.trainer import DistillationTrainer, load_teacher
 
-from vpr_bench.datasets import load_split
-from vpr_bench.datasets.images import load_rgb
-from vpr_bench.methods import build_method
-from vpr_bench.runner import train_run
-from vpr_bench.testing import TINY_TRAINING, tiny_config
-from vpr_bench.training import checkpoint as ckpt
+from vpr_bench.api import build_method, load_split
+from vpr_bench.api import train as train_run
+from vpr_bench.api import training_state as ckpt
+from vpr_bench.testing import TINY_TRAINING, load_rgb, tiny_config
 
 TRAIN = TINY_TRAINING
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.layers import NetVLAD
+from vpr_bench.api import NetVLAD
 
 
 class ContextGating(nn.Module):

@@ -18,7 +18,7 @@ from pytorch_metric_learning.utils import common_functions as c_f
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from vpr_bench.registry import KD_LOSSES, register_kd_loss
+from vpr_bench.api import KD_LOSSES, register_kd_loss
 
 
 def squared_l2() -> distances.LpDistance:

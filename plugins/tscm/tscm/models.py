@@ -18,11 +18,7 @@ import torch
 from torch import nn
 
 from tscm.layers import InterTransformerEncoder, NetVLADLoupe, l2n
-from vpr_bench.config import ModelConfig
-from vpr_bench.errors import ConfigError
-from vpr_bench.layers import GeM
-from vpr_bench.methods.backbones import create_backbone, create_timm_model
-from vpr_bench.options import option
+from vpr_bench.api import ConfigError, GeM, ModelConfig, create_backbone, create_timm_model, option
 
 TEACHER_PARTS = ("resnet_vlad", "fused_vlad", "vit_vlad", "gem")
 

@@ -12,14 +12,9 @@ import logging
 import uuid
 from pathlib import Path
 
-from tscm.trainer import DEFAULT_KD_LOSS, run_weights
-from vpr_bench._io import atomic_write_text
-from vpr_bench.config import RunConfig, apply_file_settings
-from vpr_bench.errors import ConfigError
-from vpr_bench.registry import KD_LOSSES
-from vpr_bench.results.store import Record
-from vpr_bench.results.table import ABLATION, build_table, render
-from vpr_bench.runner import train_run
+from tscm.trainer import kd_loss_of, run_weights
+from vpr_bench.api import ConfigError, RunConfig, write_ablation_table
+from vpr_bench.api import train as train_run
 
 log = logging.getLogger("vpr_bench")
 TEACHER, STUDENT = "tscm-teacher", "tscm-student"
@@ -56,8 +51,7 @@ def _new_pipeline(kind: str) -> dict:
 def run(cfg: RunConfig) -> list[Path]:
     """Train (or reuse) the teacher, distil one student, test both; the run folders written: [teacher
     run, student run], or [student run] when ``--teacher`` reuses one."""
-    kd_loss = cfg.distill.kd_loss or DEFAULT_KD_LOSS
-    KD_LOSSES.get(kd_loss)
+    kd_loss = kd_loss_of(cfg)
     pipeline = _new_pipeline("run")
     teacher = _teacher(cfg, pipeline)
     student = _student(cfg, teacher, kd_loss, pipeline)
@@ -70,8 +64,6 @@ def ablate(cfg: RunConfig, kd_losses: list[str], seeds: tuple[int, ...] | None =
     (Markdown, CSV, LaTeX; the renderer of ``vpr-bench compare``)."""
     if not kd_losses:
         raise ConfigError("--kd-loss: give at least one distillation loss (comma-separated)")
-    for name in kd_losses:
-        KD_LOSSES.get(name)
     pipeline = _new_pipeline("ablation")
     runs = []
     for seed in seeds or (cfg.seed,):
@@ -79,14 +71,7 @@ def ablate(cfg: RunConfig, kd_losses: list[str], seeds: tuple[int, ...] | None =
         one.seed = seed
         teacher = _teacher(one, pipeline)
         runs += [_student(one, teacher, name, pipeline) for name in kd_losses]
-    records = [Record(run, json.loads((run / "metrics.json").read_text())) for run in runs]
-    columns = ABLATION if not seeds else (*ABLATION[:-1], "seeds")
-    table = build_table(records, columns=columns, best=False, sort=None, seed_mean=bool(seeds))
-    out = runs[-1].parent.parent / "tscm-ablation" / pipeline["id"]  # results/<dataset>/tscm-ablation/<id>
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "ablation.md", render(table, "markdown"))
-    atomic_write_text(out / "ablation.csv", render(table, "csv"))
-    atomic_write_text(out / "ablation.tex", render(table, "latex"))
+    out = write_ablation_table(runs, "tscm-ablation", pipeline["id"], seed_mean=bool(seeds))
     log.info("tscm: ablation table in %s", out)
     return out
 
@@ -97,12 +82,8 @@ def evaluate(
     """Symmetric or asymmetric evaluation of a trained pair: ``checkpoint`` is a student run folder
     (its record names its teacher) or, with ``--teacher``, any student weights; ``--untrained`` builds
     both fresh (random heads, pretrained backbones when available)."""
-    from tscm.trainer import load_teacher
-    from vpr_bench.checkpoints import load_weights, read_method_checkpoint
-    from vpr_bench.datasets import load_split
-    from vpr_bench.evaluation.engine import resolve_device
-    from vpr_bench.methods import build_method
-    from vpr_bench.runner import evaluate_and_record, seed_everything
+    from vpr_bench.api import build_method, load_split, resolve_device, seed_everything
+    from vpr_bench.api import evaluate as evaluate_and_record
 
     roles = {query_model, database_model}
     if not roles <= {"teacher", "student"}:
@@ -111,26 +92,12 @@ def evaluate(
         raise ConfigError("tscm eval needs --checkpoint STUDENT_RUN_DIR (or --untrained)")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.eval.device)
-    models = {}  # weights first: a wrong path fails before the dataset is read
     if untrained:
         models = {role: build_method(_role(cfg, f"tscm-{role}").model) for role in roles}
-    else:
+    else:  # weights first: a wrong path fails before the dataset is read
         student_weights, student_dir = run_weights(checkpoint, "--checkpoint")
-        if not cfg.distill.teacher and student_dir is not None:
-            saved = json.loads((student_dir / "config.json").read_text())
-            cfg.distill.teacher = saved.get("distill", {}).get("teacher")
-        if "teacher" in roles:
-            models["teacher"] = load_teacher(cfg)
-        if "student" in roles:
-            student_cfg = _role(cfg, STUDENT)
-            student_cfg.model.pretrained = False
-            read = read_method_checkpoint(STUDENT, student_weights)
-            # the release's own student file decides its architecture (not this run's data settings)
-            apply_file_settings(
-                student_cfg, {k: v for k, v in read.settings.items() if k.startswith("model.")}
-            )
-            models["student"] = build_method(student_cfg.model)
-            load_weights(models["student"], read, STUDENT)
+        cfg = _with_teacher_of(cfg, student_dir)
+        models = _trained_pair(cfg, student_weights, roles)
     dataset_name, split = load_split(cfg.data, cfg.eval.split)
     query, database = models[query_model], models[database_model]
     log.info("tscm eval: queries described by the %s, database by the %s", query_model, database_model)
@@ -149,3 +116,28 @@ def evaluate(
         },
         method="tscm",
     )
+
+
+def _with_teacher_of(cfg: RunConfig, student_dir: Path | None) -> RunConfig:
+    """``cfg``, or where it names no teacher and a student run is given, a copy naming the teacher that
+    run was distilled from."""
+    if cfg.distill.teacher or student_dir is None:
+        return cfg
+    saved = json.loads((student_dir / "config.json").read_text())
+    with_teacher = copy.deepcopy(cfg)
+    with_teacher.distill.teacher = saved.get("distill", {}).get("teacher")
+    return with_teacher
+
+
+def _trained_pair(cfg: RunConfig, student_weights: Path, roles: set[str]) -> dict:
+    """The models of ``roles``: the teacher ``cfg`` names, the student in ``student_weights`` (the file
+    decides the student's architecture, not this run's data settings)."""
+    from tscm.trainer import load_teacher
+    from vpr_bench.api import load_model
+
+    models = {}
+    if "teacher" in roles:
+        models["teacher"] = load_teacher(cfg)
+    if "student" in roles:
+        models["student"], _ = load_model(_role(cfg, STUDENT).model, student_weights)
+    return models

@@ -14,8 +14,7 @@ from tscm import (
 from tscm.models import StudentNet, TeacherNet, TSCMOptions
 from tscm.release import read_release_checkpoint
 from tscm.trainer import DistillationTrainer
-from vpr_bench.config import ModelConfig
-from vpr_bench.registry import register_method, register_pipeline
+from vpr_bench.api import ModelConfig, register_method, register_pipeline
 
 # The paper: ResNet-50 (layer3, 1024 channels) + ViT-B/16, width 512, 64 clusters, 2048-d descriptors.
 PAPER = {

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from vpr_bench.checkpoints import MethodCheckpoint
-from vpr_bench.errors import CheckpointError
+from vpr_bench.api import CheckpointError, MethodCheckpoint
 
 TEACHER_MARK = "backbone.backboneVV.0.proj.weight"
 STUDENT_MARK = "backboneS.PatchEmbedding.projection.0.weight"

@@ -26,18 +26,26 @@ import torch
 from torch import nn
 
 from tscm.losses import build_kd_loss
-from vpr_bench import distributed
-from vpr_bench.config import RunConfig
-from vpr_bench.errors import CheckpointError, ConfigError
-from vpr_bench.evaluation.engine import evaluate
-from vpr_bench.methods import build_method
-from vpr_bench.training import checkpoint as ckpt
-from vpr_bench.training.trainer import Trainer
-from vpr_bench.training.tuples import batch_rows
+from vpr_bench.api import (
+    CheckpointError,
+    ConfigError,
+    RunConfig,
+    Trainer,
+    batch_rows,
+    distributed,
+    load_model,
+)
+from vpr_bench.api import evaluate_model as evaluate
+from vpr_bench.api import training_state as ckpt
 
 log = logging.getLogger(__name__)
 TEACHER_CACHE_BYTES = 4 << 30
 DEFAULT_KD_LOSS = "cross-metric"
+
+
+def kd_loss_of(cfg: RunConfig) -> str:
+    """The distillation loss a configuration trains with: ``--kd-loss``, else the paper's."""
+    return cfg.distill.kd_loss or DEFAULT_KD_LOSS
 TEACHER = "tscm-teacher"
 
 
@@ -46,6 +54,7 @@ def run_weights(spec: str | Path, option: str = "--teacher") -> tuple[Path, Path
     (weights, run dir or None). Errors name the option."""
     path = Path(spec)
     if path.is_dir():
+        check_run_method(path, option)
         weights = path / ckpt.BEST
         if not weights.is_file():
             raise CheckpointError(f"{option} {path}: no {ckpt.BEST} in this run folder (is it finished?)")
@@ -55,26 +64,45 @@ def run_weights(spec: str | Path, option: str = "--teacher") -> tuple[Path, Path
     raise ConfigError(f"{option} {path} does not exist (give a run folder or a weights file)")
 
 
-def load_teacher(cfg: RunConfig) -> nn.Module:
-    """The frozen teacher named by ``cfg.distill.teacher``: a teacher run (built with its own run's model
-    settings), a weights file of ours (built with this run's), or the TSCM release's own
-    ``ckpt_best.pth.tar`` (built as the release's architecture). ``teacher.weights`` says which."""
-    from vpr_bench.checkpoints import load_weights, read_method_checkpoint
-    from vpr_bench.config import apply_file_settings
+def check_run_method(run_dir: Path, option: str) -> None:
+    """Refuse, before any work, a run folder of another method than ``option`` takes (``--teacher``: a
+    tscm-teacher run, ``--checkpoint``: a tscm-student run), or a folder of several runs."""
+    from vpr_bench.api import refuse_folder_of_runs
 
-    if not cfg.distill.teacher:
+    expected = {"--teacher": TEACHER, "--checkpoint": "tscm-student"}.get(option)
+    try:
+        method = json.loads((run_dir / "config.json").read_text())["model"]["method"]
+    except (OSError, ValueError, KeyError, TypeError):
+        if not (run_dir / ckpt.BEST).is_file():
+            refuse_folder_of_runs(run_dir, option)
+        return  # a folder holding a weights file: judged by the file
+    if expected is not None and method != expected:
+        fix = (
+            "drop --teacher to train one" if option == "--teacher" else f"evaluate it with --method {method}"
+        )
+        raise ConfigError(
+            f"{option} {run_dir} is a {method} run, not a {expected} run: give a run folder from "
+            f"<results>/<dataset>/{expected}/, or {fix}"
+        )
+
+
+def load_teacher(
+    cfg: RunConfig, teacher: str | Path | None = None, device: torch.device | str = "cpu"
+) -> nn.Module:
+    """The frozen teacher ``teacher`` (default: ``cfg.distill.teacher``): a teacher run (built with its own
+    run's model settings), a weights file of ours (built with this run's), or the TSCM release's own
+    ``ckpt_best.pth.tar`` (built as the release's architecture). ``teacher.weights`` says which."""
+    teacher = teacher or cfg.distill.teacher
+    if not teacher:
         raise ConfigError("the tscm student needs a teacher: --teacher RUN_DIR (or run --method tscm)")
-    weights, run_dir = run_weights(cfg.distill.teacher)
-    read = read_method_checkpoint(TEACHER, weights)
+    weights, run_dir = run_weights(teacher)
     if run_dir is not None and (run_dir / "config.json").is_file():
         model_cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())).model
     else:
         model_cfg = dataclasses.replace(cfg.model, method=TEACHER)
-    model_cfg = apply_file_settings(RunConfig(model=model_cfg), read.settings).model  # e.g. the release's
-    teacher = build_method(dataclasses.replace(model_cfg, pretrained=False))  # weights: from the file
-    load_weights(teacher, read, TEACHER)
-    teacher.weights = read.description
-    return freeze(teacher)
+    model, loaded = load_model(model_cfg, weights, device)  # the file decides, e.g. the release's variant
+    model.weights = loaded.description
+    return freeze(model)
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -97,7 +125,7 @@ class DistillationTrainer(Trainer):
                 f"teacher ({self.teacher.descriptor_dim}-d) and student ({student.descriptor_dim}-d) "
                 "descriptors must have one size: use the same --descriptor-dim for both"
             )
-        self.kd_name = cfg.distill.kd_loss or DEFAULT_KD_LOSS
+        self.kd_name = kd_loss_of(cfg)
         self.kd_loss = build_kd_loss(self.kd_name, student.descriptor_dim).to(device)
         self.kd_weight = cfg.distill.kd_weight
         extra = [p for p in self.kd_loss.parameters() if p.requires_grad]  # e.g. STUN's variance head
@@ -229,6 +257,6 @@ class DistillationTrainer(Trainer):
             "asymmetric": {
                 "query_model": "student",
                 "database_model": "teacher",
-                "metrics": asymmetric["metrics"],
+                "metrics": asymmetric.metrics,
             },
         }

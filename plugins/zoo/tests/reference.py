@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vpr_bench.checkpoints import read_method_checkpoint
-from vpr_bench.config import resolve
-from vpr_bench.runner import load_model
+from vpr_bench.api import load_model, read_method_checkpoint
+from vpr_bench.api import resolve_config as resolve
 from vpr_bench.testing import recipe_tensor, reference_input, relative_error
 
 DATA = Path(__file__).parent / "data"
@@ -64,7 +63,7 @@ def load_as_user(method: str, path: Path, **overrides):
     (model in eval mode, the MethodCheckpoint read, the resolved RunConfig)."""
     read = read_method_checkpoint(method, path)
     cfg = resolve("paper", {"model.method": method, **overrides}, read.settings)
-    return load_model(cfg, read).eval(), read, cfg
+    return load_model(cfg, read, file_decides=False)[0].eval(), read, cfg
 
 
 def fixture_input(height: int, width: int, normalise: bool = True) -> torch.Tensor:
@@ -100,7 +99,7 @@ def assert_a_foreign_file_fails_in_one_line(method: str, tmp_path: Path, first_m
     import pytest
     from timm import create_model
 
-    from vpr_bench.errors import CheckpointError
+    from vpr_bench.api import CheckpointError
 
     another_model = write_official(create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")
     with pytest.raises(CheckpointError) as failure:

@@ -29,8 +29,8 @@ from reference import (
     write_official,
 )
 
-from vpr_bench.config import resolve
-from vpr_bench.errors import CheckpointError, ConfigError
+from vpr_bench.api import CheckpointError, ConfigError
+from vpr_bench.api import resolve_config as resolve
 
 TOLERANCE = 1e-4
 OFFICIAL_NAME = "resnet50_ConvAP_512_2x2.ckpt"

@@ -27,8 +27,8 @@ from reference import (
     write_official,
 )
 
-from vpr_bench.config import resolve
-from vpr_bench.errors import CheckpointError, ConfigError
+from vpr_bench.api import CheckpointError, ConfigError
+from vpr_bench.api import resolve_config as resolve
 
 TOLERANCE = 1e-4
 OFFICIAL_NAME = "resnet50_MixVPR_4096_channels(1024)_rows(4).ckpt"

@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from reference import errors, fixture_input, keys, load_as_user, official_state, reference, write_official
 
-from vpr_bench.config import resolve
-from vpr_bench.errors import CheckpointError, ConfigError
-from vpr_bench.runner import load_model
+from vpr_bench.api import CheckpointError, ConfigError, load_model
+from vpr_bench.api import resolve_config as resolve
 
 METHOD = "netvlad-vgg16"
 FIXTURE = "netvlad"
@@ -168,7 +167,7 @@ def test_mutation_ignoring_what_the_file_decides_fails_loudly(tmp_path):
     path = write_official(small_official_state(16, 128), tmp_path / "m.pth.tar", "state_dict", num_pcs=128)
     read = load_as_user(METHOD, path)[1]
     with pytest.raises(CheckpointError, match=r"pool\.centroids \(16, 512\), expected \(64, 512\)"):
-        load_model(resolve("paper", {"model.method": METHOD}), read)
+        load_model(resolve("paper", {"model.method": METHOD}), read, file_decides=False)
 
 
 # ---- the file decides; contradicting options and wrong files fail in one line ---------------------

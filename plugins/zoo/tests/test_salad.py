@@ -30,9 +30,8 @@ from reference import (
 )
 from zoo.models import _dinov2
 
-from vpr_bench.config import ModelConfig, resolve
-from vpr_bench.errors import CheckpointError, ConfigError
-from vpr_bench.methods import build_method
+from vpr_bench.api import CheckpointError, ConfigError, ModelConfig, build_method
+from vpr_bench.api import resolve_config as resolve
 from vpr_bench.testing import relative_error
 
 TOLERANCE = 1e-4  # relative to each array's largest value

@@ -16,51 +16,22 @@ import functools
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
-from vpr_bench.checkpoints import MethodCheckpoint
-from vpr_bench.errors import CheckpointError, ConfigError
-from vpr_bench.registry import register_method
+from vpr_bench.api import (  # noqa: F401  (re-exported to the models)
+    CheckpointError,
+    ConfigError,
+    MethodCheckpoint,
+    OfficialFile,
+    Published,
+    register_method,
+)
 
 log = logging.getLogger(__name__)
 PRESETS = ("demo", "paper")
-
-
-@dataclass(frozen=True)
-class OfficialFile:
-    name: str  # the file name as the authors publish it
-    url: str  # where they publish it (a direct download, or a page such as Google Drive)
-    sha256: str | None = None  # when published
-    note: str = ""  # e.g. the variant it holds
-
-
-@dataclass(frozen=True)
-class Published:
-    """Facts about a published model (each model file's docstring and README cite the sources)."""
-
-    paper: str  # "Authors, Title, Venue Year"
-    backbone: str
-    descriptor_dim: int
-    input_size: tuple[int, int] | None  # (H, W) of the official evaluation; None: each image's own size
-    licence: str  # of the official code and weights
-    files: tuple[OfficialFile, ...]
-    recall_at_1: tuple[tuple[str, float, str], ...] = ()  # (benchmark, R@1 the authors report, source)
-    preprocess: str = "resize-first"
-    interpolation: str = "bilinear"
-    mark: str = ""  # a state-dict key only the authors' files have (after unwrapping)
-    extra: dict = field(default_factory=dict)
-
-    def settings(self) -> dict:
-        """The config values of the official evaluation preprocessing."""
-        return {
-            "data.image_size": tuple(self.input_size) if self.input_size else (0, 0),
-            "data.preprocess": self.preprocess,
-            "data.interpolation": self.interpolation,
-        }
 
 
 # convert(state) -> (our state dict, the model options the file decides); KeyError when a key is missing
@@ -83,9 +54,12 @@ def unwrap(content, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_official(content, path: Path, name: str, published: Published, convert: Converter):
+def read_official(
+    content, path: Path, name: str, published: Published, convert: Converter, file_settings=None
+):
     """A ``checkpoint_reader``: the authors' file mapped to ours, or None when ``path`` is not in their
-    layout (then it is read as a vpr-bench state dict and a mismatch names the expected keys)."""
+    layout (then it is read as a vpr-bench state dict and a mismatch names the expected keys).
+    ``file_settings(settings) -> settings`` lets a family decide per-file settings (BoQ's input size)."""
     state = unwrap(content, path)
     if published.mark and published.mark not in state:
         return None
@@ -100,6 +74,8 @@ def read_official(content, path: Path, name: str, published: Published, convert:
     description = f"official {path.name}" if known else f"checkpoint:{path} ({name}, official layout)"
     backbone = options.get("backbone", published.backbone)  # the record names what the file holds
     settings = {"model.backbone": backbone, "model.options": options, **published.settings()}
+    if file_settings is not None:
+        settings = file_settings(settings)
     return MethodCheckpoint(path, ours, settings, description)
 
 
@@ -136,9 +112,16 @@ def fetch_official(choice: str | None, name: str, published: Published) -> Path:
 
 
 def register_published(
-    name: str, description: str, published: Published, options: type, convert: Converter, **attributes
+    name: str,
+    description: str,
+    published: Published,
+    options: type,
+    convert: Converter,
+    file_settings=None,
+    **spec,
 ):
-    """``register_method`` for a published model (see the module docstring)."""
+    """``register_method`` for a published model (see the module docstring); ``file_settings`` is the
+    family's hook deciding settings per file (see ``read_official``)."""
     return register_method(
         name,
         description,
@@ -146,8 +129,10 @@ def register_published(
         descriptor_dim=False,
         descriptor_dim_hint="the official file decides its size (see vpr-bench list --method " + name + ")",
         presets={preset: published.settings() for preset in PRESETS},
-        checkpoint_reader=functools.partial(read_official, name=name, published=published, convert=convert),
+        checkpoint_reader=functools.partial(
+            read_official, name=name, published=published, convert=convert, file_settings=file_settings
+        ),
         fetch_weights=functools.partial(fetch_official, name=name, published=published),
         published=published,
-        **attributes,
+        **spec,
     )

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.methods.backbones import create_timm_model, normalisation
+from vpr_bench.api import create_timm_model, normalisation
 
 # the official torch.hub names, their timm model, and the embedding width that tells them apart in a file
 TIMM_NAMES = {

@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vpr_bench.errors import CheckpointError
-from vpr_bench.methods.backbones import create_backbone
+from vpr_bench.api import CheckpointError, create_backbone
 
 # timm name → (blocks in layer1..layer4, bottleneck blocks): torchvision's ResNets
 RESNET_BLOCKS: dict[str, tuple[tuple[int, int, int, int], bool]] = {

@@ -29,10 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.config import ModelConfig
-from vpr_bench.methods.backbones import create_backbone
-from vpr_bench.options import option
-from vpr_bench.registry import METHODS
+from vpr_bench.api import ModelConfig, create_backbone, option
 from zoo.models._dinov2 import TIMM_NAMES, create_dinov2, official_dinov2_state
 from zoo.published import OfficialFile, Published, register_published
 
@@ -186,11 +183,17 @@ PUBLISHED = Published(
             "resnet50_16384.pth", RELEASE + "resnet50_16384.pth", note="ResNet-50, 16384-d, 384×384"
         ),
     ),
-    recall_at_1=(("pitts30k-test", 93.7, "BoQ DINOv2 12288-d, as in shared/FACTS.md"),),
+    recall_at_1=(("pitts30k-test", 93.7, "BoQ DINOv2 12288-d; amaralibey/Bag-of-Queries README (f9f30ae)"),),
     preprocess="tensor-resize-first",
     interpolation="bicubic",
     mark="aggregator.boqs.0.queries",
 )
+
+
+def input_size_of_file(settings: dict) -> dict:
+    """The input size of the file's backbone (one ``Published`` holds one): DINOv2 or ResNet."""
+    family = "dinov2" if settings["model.options"]["backbone"] in TIMM_NAMES else "resnet"
+    return {**settings, "data.image_size": INPUT_SIZES[family]}
 
 
 @register_published(
@@ -199,6 +202,7 @@ PUBLISHED = Published(
     PUBLISHED,
     BoQOptions,
     convert_official,
+    file_settings=input_size_of_file,
 )
 def boq(cfg: ModelConfig, options: BoQOptions) -> BoQNet:
     if options.backbone in TIMM_NAMES:
@@ -212,20 +216,3 @@ def boq(cfg: ModelConfig, options: BoQOptions) -> BoQNet:
         )
     aggregator = BoQ(facts["channels"], options.channels, options.queries, options.blocks, options.rows)
     return BoQNet(backbone, aggregator, {k: facts[k] for k in ("weights", "mean", "std")})
-
-
-def _read_with_input_size(read_official):
-    """The published reader, and the input size of the file's backbone (one ``Published`` holds one)."""
-
-    def read(content, path):
-        found = read_official(content, path)
-        if found is not None:
-            family = "dinov2" if found.settings["model.options"]["backbone"] in TIMM_NAMES else "resnet"
-            found.settings["data.image_size"] = INPUT_SIZES[family]
-        return found
-
-    return read
-
-
-_ENTRY = METHODS.get("boq")
-_ENTRY.attributes["checkpoint_reader"] = _read_with_input_size(_ENTRY.attributes["checkpoint_reader"])

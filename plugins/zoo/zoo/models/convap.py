@@ -5,7 +5,7 @@ Paper: A. Ali-bey, B. Chaib-draa, P. Giguère, "GSV-Cities: Toward Appropriate S
 Recognition", Neurocomputing 513 (2022) 194–203 (arXiv:2210.10239). Follows amaralibey/gsv-cities at commit
 77ffffc23115e5ba966e108895343693ec49cbb2 (``main.py``'s ``VPRModel``, ``models/backbones/resnet.py``,
 ``models/aggregators/convap.py``, ``notebooks/evaluate_model.ipynb``). Written from the facts in
-shared/data/reference_models/convap/README.md; no code copied (the repository has no licence).
+the reference fixture (tests/data/convap); no code copied (the repository has no licence).
 
 What the authors' network computes at evaluation (320×320, ImageNet normalisation):
 - torchvision's ResNet-50 from conv1 through layer4: (B, 2048, 10, 10), stride 32;
@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.config import ModelConfig
-from vpr_bench.options import option
+from vpr_bench.api import ModelConfig, option
 from zoo.models._resnet import RESNET_BLOCKS, renamed_trunk, resnet_layout, resnet_trunk
 from zoo.published import OfficialFile, Published, register_published
 

@@ -7,7 +7,7 @@ Visual Place Recognition", ICCV 2023. Follows gmberton/CosPlace at commit
 33ce8d0d2f35a875887b2ef7f00b2dde6cc38dd3 (``cosplace_model/cosplace_network.py``,
 ``cosplace_model/layers.py``, the flow of ``eval.py``/``test.py``/``hubconf.py``); EigenPlaces
 (gmberton/EigenPlaces a2969f7) trains the same network with the same key names. Written from the facts in
-shared/data/reference_models/cosplace_*/README.md (outputs in tests/data/cosplace_*), no code copied.
+the reference fixtures (tests/data/cosplace_*), no code copied.
 
 What the authors' network computes at evaluation (each image at its own size, ImageNet normalisation):
 - backbone: torchvision's ResNet-18/50/101/152 up to layer4 (stride 32; 512 or 2048 channels), or VGG16's
@@ -31,11 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vpr_bench.config import ModelConfig
-from vpr_bench.errors import CheckpointError
-from vpr_bench.layers import GeM, L2Norm
-from vpr_bench.methods.backbones import create_timm_model, normalisation
-from vpr_bench.options import option
+from vpr_bench.api import CheckpointError, GeM, L2Norm, ModelConfig, create_timm_model, normalisation, option
 from zoo.models._resnet import resnet_layout, resnet_trunk
 from zoo.published import OfficialFile, Published, register_published
 
@@ -70,7 +66,9 @@ COSPLACE = Published(
             "https://drive.google.com/file/d/1rQAC2ZddDjzwB2OVqAcNgCFEf3gLNa9U/view?usp=sharing",
         ),
     ),
-    recall_at_1=(("pitts30k-test", 90.4, "ResNet-101; shared/FACTS.md"),),
+    recall_at_1=(
+        ("pitts30k-test", 90.4, "ResNet-101; gmberton/CosPlace issue 13, the maintainer's comment"),
+    ),
     preprocess="resize-first",  # no resize at native size: ToTensor → Normalize(ImageNet)
     interpolation="bilinear",
     mark=MARK,

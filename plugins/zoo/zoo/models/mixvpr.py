@@ -5,7 +5,7 @@ Paper: A. Ali-bey, B. Chaib-draa, P. Giguère, "MixVPR: Feature Mixing for Visua
 WACV 2023, pp. 2998–3007 (arXiv:2303.02190). Follows amaralibey/MixVPR at commit
 4043915cef24818003ece1a8112bc8a24e69abe0 (``main.py``'s ``VPRModel``, ``models/backbones/resnet.py``,
 ``models/aggregators/mixvpr.py``, ``demo.py``). Written from the facts in
-shared/data/reference_models/mixvpr/README.md; no code copied (the repository has no licence).
+the reference fixture (tests/data/mixvpr); no code copied (the repository has no licence).
 
 What the authors' network computes at evaluation (320×320, ImageNet normalisation):
 - torchvision's ResNet-50 from conv1 through layer3: (B, 1024, 20, 20), stride 16;
@@ -30,9 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.config import ModelConfig
-from vpr_bench.errors import CheckpointError, ConfigError
-from vpr_bench.options import option
+from vpr_bench.api import CheckpointError, ConfigError, ModelConfig, option
 from zoo.models._resnet import RESNET_BLOCKS, renamed_trunk, resnet_layout, resnet_trunk
 from zoo.published import OfficialFile, Published, register_published
 
@@ -63,7 +61,7 @@ MIXVPR = Published(
             note="128-d; the README gives only the size: name and 64×2 from gmberton/VPR-methods-evaluation",
         ),
     ),
-    recall_at_1=(("pitts30k-test", 91.6, "ResNet-50, 4096-d; shared/FACTS.md"),),
+    recall_at_1=(("pitts30k-test", 91.6, "ResNet-50, 4096-d; amaralibey/MixVPR README"),),
     # The validation datasets that produced the paper's figures resize with T.Resize((320, 320)) on the
     # PIL image (bilinear: their BICUBIC line is commented out); demo.py resizes bicubic.
     preprocess="resize-first",

@@ -26,10 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vpr_bench.config import ModelConfig
-from vpr_bench.layers import L2Norm, NetVLAD
-from vpr_bench.methods.backbones import create_timm_model, normalisation
-from vpr_bench.options import option
+from vpr_bench.api import L2Norm, ModelConfig, NetVLAD, create_timm_model, normalisation, option
 from zoo.published import OfficialFile, Published, register_published
 
 CONV5_3_END = 29  # vgg16.features[:29]: conv1_1 … conv5_3, before conv5_3's ReLU and the last max-pool

@@ -28,9 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.config import ModelConfig
-from vpr_bench.errors import ConfigError
-from vpr_bench.options import option
+from vpr_bench.api import ConfigError, ModelConfig, option
 from zoo.models._dinov2 import TIMM_NAMES, create_dinov2, official_dinov2_state
 from zoo.published import OfficialFile, Published, register_published
 

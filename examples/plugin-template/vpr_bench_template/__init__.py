@@ -1,0 +1,1 @@
+"""vpr-bench-template: a vpr-bench plugin to copy (one method, one distillation loss)."""
