@@ -96,7 +96,7 @@ ALLOWED = {
     "datasets": {"config", "errors", "registry", "_io"},
     "methods": {"config", "errors", "layers", "options", "registry", "checkpoints"},
     "losses": {"errors", "registry"},
-    "evaluation": {"config", "datasets", "errors", "registry"},
+    "evaluation": {"config", "datasets", "devices", "errors", "registry"},  # devices: the cost's device name
     "checkpoints": {"errors", "registry"},
     "distributed": {"errors"},
     "devices": {"errors"},
@@ -109,10 +109,11 @@ ALLOWED = {
         "losses",
         "methods",
         "checkpoints",
+        "devices",
         "distributed",
         "_io",
     },
-    "results": {"config", "datasets", "errors", "evaluation", "_io"},
+    "results": {"config", "datasets", "errors", "evaluation", "published", "_io"},
     "plugins": {"registry"},
     "vpr_bench": {"datasets", "evaluation", "losses", "methods", "plugins"},
 }

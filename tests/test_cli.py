@@ -24,6 +24,7 @@ def test_run_writes_a_record_and_compare_shows_it(synthetic_root, tmp_path, caps
     assert record["metrics"]["R@1"] <= record["metrics"]["R@5"] <= record["metrics"]["R@20"]
     for field in ("descriptor_dim", "params", "ms_per_image", "ms_per_query", "peak_rss_mb"):
         assert record["cost"][field] > 0
+    assert record["cost"]["device"].endswith(" threads)")  # the CPU's name, not just "cpu"
     assert record["protocol"]["pos_radius_m"] == 25.0 and record["protocol"]["num_queries"] == 20
     config = json.loads((metrics.parent / "config.json").read_text())
     assert config["seed"] == 1234 and config["model"]["backbone"] == "test_resnet"
@@ -111,7 +112,7 @@ def test_offline_pretrained_request_warns_and_continues(synthetic_root, tmp_path
     from vpr_bench.methods import backbones
 
     backbones.hub_reachable.cache_clear()
-    args = [a for a in TINY if a not in ("--no-pretrained", "--quiet")]
+    args = [a if a != "--no-pretrained" else "--pretrained" for a in TINY if a != "--quiet"]
     code, _, err = call(
         ["eval", "--method", "gem", "--dataset", f"folder:{synthetic_root}", "--out", str(tmp_path), *args],
         capsys,

@@ -12,6 +12,7 @@ def load_all() -> list:
     plugins' load statuses. Importing a module registers only what that module defines."""
     import vpr_bench.datasets  # noqa: F401  (registration)
     import vpr_bench.evaluation.metrics  # noqa: F401
+    import vpr_bench.evaluation.pr  # noqa: F401
     import vpr_bench.losses  # noqa: F401
     import vpr_bench.methods  # noqa: F401
     from vpr_bench.plugins import load_plugins

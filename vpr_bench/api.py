@@ -34,12 +34,13 @@ from vpr_bench.datasets import load_split
 from vpr_bench.devices import device_name, resolve_device
 from vpr_bench.errors import CheckpointError, ConfigError, DatasetError, RegistryError, VPRBenchError
 from vpr_bench.evaluation.engine import evaluate as evaluate_model
+from vpr_bench.evaluation.scoring import MetricInputs, MetricResult
 from vpr_bench.layers import GeM, L2Norm, NetVLAD
 from vpr_bench.methods import build_method
 from vpr_bench.methods.backbones import create_backbone, create_timm_model, normalisation
 from vpr_bench.models_io import LoadedWeights, load_model
 from vpr_bench.options import NoOptions, option
-from vpr_bench.published import OfficialFile, Published
+from vpr_bench.published import OfficialFile, Published, PublishedFigure
 from vpr_bench.registry import (
     KD_LOSSES,
     METHODS,
@@ -67,7 +68,8 @@ __all__ = [
     # registering what a plugin adds
     "register_method", "register_pipeline", "register_dataset", "register_metric", "register_loss",
     "register_kd_loss", "register_distance", "register_reduction", "MethodSpec", "option", "setting",
-    "NoOptions", "Published", "OfficialFile", "METHODS", "KD_LOSSES",
+    "NoOptions", "Published", "PublishedFigure", "OfficialFile", "METHODS", "KD_LOSSES", "MetricInputs",
+    "MetricResult",
     "load_all",
     # configuration and data
     "load_split",

@@ -1,4 +1,6 @@
 """Loading weights safely: safetensors, or ``torch.load(weights_only=True)`` (refuses arbitrary pickles).
+The numpy values training scripts save beside the weights (CricaVPR's ``recalls``) are not read: they come
+back as ``NumpyNotRead`` placeholders, so such a file loads without numpy ever seeing its bytes.
 
 A method may read its authors' own checkpoint files: it registers a ``checkpoint_reader`` with the method
 (``register_method(name, description, checkpoint_reader=fn)``); ``fn(obj, path)`` gets the file's
@@ -70,15 +72,41 @@ def weights_file(path: str | Path) -> Path:
     return path
 
 
+class NumpyNotRead:
+    """Stands in for a numpy value of a checkpoint (a training script's ``recalls`` array or ``best_r5``
+    scalar beside the state dict): the pickle's calls to numpy's ``_reconstruct``/``scalar``/``dtype``/
+    ``ndarray`` land here, so numpy never reads the file's bytes (its ``__setstate__`` trusts its input,
+    see ``datasets/lists.py``), and the weights-only load no longer refuses the whole file for them."""
+
+    def __init__(self, *args: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "<numpy value, not read>"
+
+
+# what a numpy array or scalar pickles as, under numpy 1 (``numpy.core``) and numpy 2 (``numpy._core``)
+NUMPY_STAND_INS = [
+    (NumpyNotRead, f"{module}.{name}")
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+] + [(NumpyNotRead, "numpy.ndarray"), (NumpyNotRead, "numpy.dtype")]
+
+
 def read_file(path: str | Path) -> Any:
-    """The content of a weights file, read without running code (safetensors or weights-only pickle)."""
+    """The content of a weights file, read without running code (safetensors or weights-only pickle;
+    numpy values beside the tensors are replaced by ``NumpyNotRead``)."""
     path = weights_file(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(NUMPY_STAND_INS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise unreadable(path, exc) from None
 

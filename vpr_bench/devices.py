@@ -21,7 +21,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
-    """The card's name on a GPU; the CPU's model name (and core count) on a CPU."""
+    """The card's name on a GPU ("NVIDIA H200"); on a CPU its model name, core count and the threads
+    torch computes with ("AMD EPYC 7B13 (16 cores, 8 threads)"): what a run's timings depend on."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     name = platform.processor() or platform.machine()
@@ -30,4 +31,4 @@ def device_name(device: torch.device) -> str:
             name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{name} ({os.cpu_count()} cores)"
+    return f"{name} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"

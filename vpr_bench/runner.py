@@ -21,16 +21,20 @@ from vpr_bench._io import atomic_write_json
 from vpr_bench.checkpoints import MethodCheckpoint, read_method_checkpoint
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets import Split, load_split
-from vpr_bench.devices import device_name, resolve_device
+from vpr_bench.devices import resolve_device
 from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.engine import evaluate
-from vpr_bench.methods import build_method
+from vpr_bench.evaluation.scoring import soft_ground_truth
+from vpr_bench.methods import build_method, check_model_config
 from vpr_bench.models_io import load_model
 from vpr_bench.registry import METHODS, PIPELINES
-from vpr_bench.results.predictions import write_predictions
+from vpr_bench.results.descriptors import StoredDescriptors, descriptor_saver, kept_fields, read_descriptors
+from vpr_bench.results.predictions import write_predictions, write_ranking
 from vpr_bench.results.store import new_run_dir, write_record
+from vpr_bench.settings import variant_of
 from vpr_bench.training import fitting
 from vpr_bench.training import state as ckpt
+from vpr_bench.training.record import training_budget, training_section
 
 log = logging.getLogger("vpr_bench")
 
@@ -88,37 +92,13 @@ def fit_from_data(
     return True
 
 
-def training_budget(cfg: RunConfig, progress, device: torch.device, model=None) -> dict:
-    """What a trained run was given: the fields ``compare`` checks before it puts two runs side by side.
-    ``pretrained``: whether the backbone started from pretrained weights — what was loaded, not what was
-    asked for (``--pretrained`` with the hub unreachable starts from random weights)."""
-    tuples = sum(int(h.get("tuples", 0)) for h in progress.history)
-    facts = getattr(model, "backbone_facts", {}) or {}
-    loaded = [str(v) for k, v in facts.items() if k.endswith("weights")]
-    pretrained = any(not w.startswith("random") for w in loaded) if loaded else bool(cfg.model.pretrained)
-    return {
-        "epochs": progress.epoch,
-        "max_epochs": cfg.train.epochs,
-        "queries_per_epoch": cfg.train.queries_per_epoch or "all",
-        "tuples_seen": tuples,
-        "images_seen": tuples * (2 + cfg.train.negatives),  # query + positive + negatives per tuple
-        "batch_size": cfg.train.batch_size,
-        "lr": cfg.train.lr,
-        "image_size": "native" if tuple(cfg.data.image_size) == (0, 0) else list(cfg.data.image_size),
-        "wall_s": round(sum(float(h.get("seconds", 0)) for h in progress.history), 1),
-        "device": device_name(device),
-        "threads": torch.get_num_threads(),
-        "seed": cfg.seed,
-        "preset": cfg.preset,
-        "pretrained": pretrained,
-    }
-
-
 def record_header(cfg: RunConfig, dataset: str, command: str, weights: str, trained: bool) -> dict:
-    """The fields every run record starts with (``plugin``: where the method comes from)."""
+    """The fields every run record starts with (``plugin``: where the method comes from; ``variant``: the
+    method options that make it differ from the paper's model, "" for none)."""
     registry = PIPELINES if cfg.model.method in PIPELINES else METHODS
     return {
         "method": cfg.model.method,
+        "variant": variant_of(check_model_config(cfg.model, registry)),
         "plugin": registry.get(cfg.model.method).source,
         "dataset": dataset,
         "command": command,
@@ -134,12 +114,17 @@ def evaluate_run(
     cfg: RunConfig, checkpoint: str | MethodCheckpoint | None = None, command: str = "eval"
 ) -> Path:
     """Evaluate a method (untrained, or with ``checkpoint``: a path, or a file already read for the
-    method) and write its record; the run folder."""
+    method; or the descriptors a run kept, ``--descriptors``) and write its record; the run folder."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.eval.device)
+    if cfg.eval.descriptors:
+        return _evaluate_kept(cfg, device, command)
     if checkpoint is not None and not isinstance(checkpoint, MethodCheckpoint):
         checkpoint = read_method_checkpoint(cfg.model.method, checkpoint)  # fails before the data is read
     dataset_name, split = load_split(cfg.data, cfg.eval.split)
+    if not cfg.eval.no_labels:  # no ground truth, or a wrong --soft-radius: fail before the model is built
+        split.require_labels()
+        soft_ground_truth(split, cfg.data.pos_radius, cfg.eval.soft_radius)
     if checkpoint:
         model, loaded = load_model(cfg, checkpoint, file_decides=False)  # cfg holds what the file decides
         weights = loaded.description
@@ -149,6 +134,29 @@ def evaluate_run(
         weights = getattr(model, "backbone_facts", {}).get("weights", "unknown")
     return evaluate_and_record(
         cfg, model, split, dataset_name, device, weights, trained=bool(checkpoint), command=command
+    )
+
+
+def _evaluate_kept(cfg: RunConfig, device, command: str) -> Path:
+    """``--descriptors RUN``: the descriptors RUN kept, evaluated on the split they describe without
+    running a model; the record names the model that made them (method, weights, preprocessing)."""
+    dataset_name, split = load_split(cfg.data, cfg.eval.split)
+    kept = read_descriptors(cfg.eval.descriptors, split)
+    header = kept.header
+    weights, trained = header.get("weights") or "unknown", bool(header.get("trained"))
+    extra = {**header, **kept.record_fields()}
+    return evaluate_and_record(
+        kept.configure(cfg),
+        None,  # no model runs
+        split,
+        dataset_name,
+        device,
+        weights,
+        trained,
+        command=command,
+        extra=extra,
+        method=header.get("method"),
+        kept=kept,
     )
 
 
@@ -164,10 +172,12 @@ def evaluate_and_record(
     database_model=None,
     extra: dict | None = None,
     method: str | None = None,
+    kept: StoredDescriptors | None = None,
 ) -> Path:
     """The one evaluation path of every method, symmetric or asymmetric (``database_model``: the
     database described by another model): a new run folder with run.log, config.json (with argv) and the
-    record; the run folder."""
+    record; the run folder. ``kept``: descriptors a run kept, evaluated instead of running ``model``
+    (None)."""
     method = method or cfg.model.method
     run_dir = new_run_dir(cfg.out, dataset_name, method)
     handler = attach_log(run_dir)
@@ -182,14 +192,19 @@ def evaluate_and_record(
             split.num_queries,
             run_dir,
         )
-        evaluation = evaluate(model, split, cfg, device, run_dir=run_dir, database_model=database_model)
-        write_predictions(run_dir, evaluation.predictions)
         header = record_header(cfg, dataset_name, command, weights, trained)
-        record = {**header, **evaluation.sections(), **(extra or {})}
+        keep = descriptor_saver(run_dir, split, cfg, {**header, **(extra or {}), "method": method})
+        reuse = {"given": kept.arrays(), "model_cost": kept.model_cost} if kept else {}
+        evaluation = evaluate(
+            model, split, cfg, device, run_dir=run_dir, database_model=database_model, keep=keep, **reuse
+        )
+        write_ranking(run_dir, split, evaluation.predictions, cfg.eval.no_labels)
+        record = {**header, **evaluation.sections(), **kept_fields(cfg), **(extra or {})}
         if method != cfg.model.method:
             record["method"] = method
         write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
-        log.info("%s", "  ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items()))
+        scored = "  ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items())
+        log.info("%s", scored or f"{split.num_queries} queries ranked, no ground truth: no metrics")
     except BaseException as exc:
         log_failure(handler, exc)
         raise
@@ -300,6 +315,8 @@ def _read_run_config(run_dir: Path) -> tuple[RunConfig, dict | None]:
 def _prepare(cfg: RunConfig) -> _Training:
     """Join the other ranks (under ``torchrun``), seed, read the splits and build the model. A rank other
     than 0 works on a quiet copy of ``cfg``: one set of progress bars and logs, rank 0's."""
+    if cfg.eval.no_labels or cfg.eval.descriptors:  # e.g. an eval's config.json replayed by run --config
+        raise VPRBenchError("eval.no_labels and eval.descriptors apply to vpr-bench eval, not to training")
     distributed.init(cfg.eval.device)
     if not distributed.is_main():
         cfg = dataclasses.replace(cfg, quiet=True)
@@ -308,6 +325,9 @@ def _prepare(cfg: RunConfig) -> _Training:
     dataset_name, train = load_split(cfg.data, "train")
     _, val = load_split(cfg.data, "val")
     _, test = load_split(cfg.data, cfg.eval.split)
+    for scored in (val, test):  # no ground truth or a wrong --soft-radius fails before training
+        scored.require_labels()
+        soft_ground_truth(scored, cfg.data.pos_radius, cfg.eval.soft_radius)
     return _Training(cfg, device, dataset_name, train, val, test, build_method(cfg.model))
 
 
@@ -354,13 +374,16 @@ def _test_and_record(
     ckpt.load_best(model, run_dir)
     if fit_from_data(model, cfg, device, session.train, phases=("finalise",)):  # e.g. NetVLAD's whitening
         ckpt.save_weights(run_dir / ckpt.BEST, model)
-    evaluation = evaluate(model, session.test, cfg, device, run_dir=run_dir)
+    weights = f"trained from {getattr(model, 'backbone_facts', {}).get('weights', 'unknown')}"
+    header = record_header(cfg, session.dataset_name, "run", weights, True)
+    keep = descriptor_saver(run_dir, session.test, cfg, header)
+    evaluation = evaluate(model, session.test, cfg, device, run_dir=run_dir, keep=keep)
     write_predictions(run_dir, evaluation.predictions)
     report = trainer.report(session.test, query_descriptors=evaluation.query_descriptors)  # asymmetric
-    weights = f"trained from {getattr(model, 'backbone_facts', {}).get('weights', 'unknown')}"
     record = {
-        **record_header(cfg, session.dataset_name, "run", weights, True),
+        **header,
         **evaluation.sections(),
+        **kept_fields(cfg),
         **report,
         **(extra or {}),
         "training": training_section(trainer, progress, started),
@@ -368,18 +391,3 @@ def _test_and_record(
     }
     write_record(run_dir, {"argv": sys.argv, **cfg.to_dict()}, record)
     log.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items()))
-
-
-def training_section(trainer, progress, started: float) -> dict:
-    """The record's ``training``: how training went, and where this session's time went."""
-    return {
-        "epochs": progress.epoch,
-        "best_epoch": progress.best_epoch,
-        "best_val_R@1": progress.best_recall,
-        "stopped_early": progress.stopped_early,
-        "steps": progress.global_step,
-        "seconds_this_session": time.perf_counter() - started,
-        # wall seconds per phase of this session: cache refresh, mining, optimisation, …
-        "time_split_s": {k: round(v, 2) for k, v in trainer.time_split.items()},
-        "history": progress.history,
-    }

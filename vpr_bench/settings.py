@@ -44,6 +44,9 @@ class Setting:
     negatable: bool = False  # a bool shown as --name/--no-name (else a plain on-switch)
     multiple: bool = False  # a repeatable flag (method options KEY=VALUE)
     check: Callable[[Any], str | None] | None = None  # extra check: an error text, or None
+    # a method option whose value other than the default (the paper's) changes what the method computes,
+    # not only its size: records name it (``variant``) and ``compare`` keeps such runs in their own rows
+    variant: bool = False
 
 
 def setting(default: Any, help: str, **declared: Any) -> Any:  # noqa: A002  (the natural name)
@@ -218,6 +221,21 @@ def parse(cls: type, values: dict[str, Any], owner: str) -> Any:
         return cls(**parsed)
     except ValueError as exc:  # the dataclass's own checks (__post_init__)
         raise ConfigError(f"{owner}: {exc}") from None
+
+
+def variant_of(options: Any) -> str:
+    """``name=value`` of each ``variant`` option of the dataclass instance ``options`` that differs from
+    its default (the paper's model), comma-separated; "" for the paper's model."""
+    changed = [
+        f"{f.name}={_text(getattr(options, f.name))}"
+        for f in dataclasses.fields(options)
+        if declared(f).variant and getattr(options, f.name) != default_of(f)
+    ]
+    return ",".join(changed)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) or value is None else str(value)
 
 
 def describe(cls: type) -> list[tuple[str, str, str]]:

@@ -57,3 +57,27 @@ def test_registered_folder_name_uses_data_dir(data_dir):
 def test_pitts30k_in_folder_layout_uses_the_folder_reader(data_dir):
     make_folder_dataset(data_dir / "pitts30k", "test", np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]))
     assert build_dataset("pitts30k").split("test").info["layout"] == "folder"
+
+
+def test_a_folder_of_ones_own_images_is_ranked_without_labels(tmp_path, capsys):
+    import json
+
+    from vpr_bench.testing import TINY_CLI, run_cli
+
+    for i in range(3):
+        write_image(tmp_path / f"mine/images/test/database/IMG_{i:04d}.jpg", colour=(80 * i, 40, 200))
+    write_image(tmp_path / "mine/images/test/queries/query.jpg", colour=(80, 40, 200))
+    split = build_dataset(f"folder:{tmp_path / 'mine'}").split("test")
+    assert split.database_utm is None and "no image name carries UTM" in split.no_labels
+    args = ["eval", "--method", "gem", "--dataset", f"folder:{tmp_path / 'mine'}", "--untrained"]
+    args += ["--out", str(tmp_path / "results"), "--recall-at", "1,2", *TINY_CLI]
+    code, _, err = run_cli(args, capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "evaluate it with --no-labels" in err
+    code, _, err = run_cli([*args, "--no-labels"], capsys)
+    assert code == 0, err
+    (metrics,) = (tmp_path / "results").glob("*/gem/*/metrics.json")
+    assert json.loads(metrics.read_text())["metrics"] == {}
+    (line,) = (metrics.parent / "predictions.tsv").read_text().splitlines()
+    query, *ranked = line.split("\t")
+    assert query.endswith("query.jpg") and len(ranked) == 2 and all("IMG_" in p for p in ranked)
+    assert not (metrics.parent / "msls_submission.csv").exists()  # MSLS's test cities only

@@ -1,5 +1,6 @@
 """MSLS as downloaded (train_val/<city>/{query,database}/ + CSVs) under the official protocol:
-panoramas out, subtask ``all``, 25 m within a city, queries without a positive left out and counted."""
+panoramas out, subtask ``all``, 25 m within a city, queries without a positive left out and counted; and
+its test cities (no GPS): ranked with --no-labels and written as the challenge's submission file."""
 
 import json
 
@@ -175,3 +176,127 @@ def test_cli_record_names_the_msls_protocol_and_the_queries_left_out(msls_root, 
     assert protocol["queries_without_positives"] == 0 and protocol["pos_radius_m"] == 25.0
     code, _, err = run_cli([*args[:-3], "--out", str(tmp_path / "results"), *TINY_CLI], capsys)
     assert code != 0 and "has no GPS" in err and len(err.strip().splitlines()) == 1
+
+
+def flag_subtasks(root, city, flags):
+    """Set the subtask columns of a city's query subtask_index.csv: ``flags`` {key: [subtask, …]}."""
+    path = root / f"train_val/{city}/query/subtask_index.csv"
+    header, *rows = path.read_text().splitlines()
+    names = header.split(",")
+    lines = [header]
+    for row in rows:
+        cells = row.split(",")
+        for subtask in flags.get(cells[1], ()):
+            cells[names.index(subtask)] = "True"
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_subtasks_become_query_conditions(msls_root):
+    from vpr_bench.datasets.msls import SUBTASKS
+
+    flag_subtasks(msls_root, "cph", {"c_q0": ["s2w"], "c_qfar": ["s2w"], "c_q4": ["n2d", "o2n"]})
+    flag_subtasks(msls_root, "sf", {"s_q0": ["s2w"]})
+    split = build_dataset(f"msls:{msls_root}").split("val")
+    assert [p.stem for p in split.query_paths] == ["c_q0", "c_q4", "s_q0"]
+    assert tuple(split.conditions) == SUBTASKS
+    assert split.conditions["s2w"].tolist() == [True, False, True]  # c_qfar left out, with its flag
+    assert split.conditions["n2d"].tolist() == split.conditions["o2n"].tolist() == [False, True, False]
+    assert not split.conditions["d2n"].any()
+
+
+def test_cli_breaks_every_metric_down_by_subtask(msls_root, tmp_path, capsys):
+    import numpy as np
+
+    flag_subtasks(msls_root, "cph", {"c_q0": ["s2w"], "c_q4": ["n2d"]})
+    flag_subtasks(msls_root, "sf", {"s_q0": ["s2w"]})
+    results = tmp_path / "results"
+    args = ["eval", "--method", "gem", "--dataset", f"msls:{msls_root}", "--split", "val", "--untrained"]
+    code, _, err = run_cli([*args, "--metrics", "all", "--out", str(results), *TINY_CLI], capsys)
+    assert code == 0, err
+    (metrics,) = results.glob("msls/gem/*/metrics.json")
+    record = json.loads(metrics.read_text())
+    assert record["protocol"]["conditions"] == {"s2w": 2, "w2s": 0, "o2n": 0, "n2o": 0, "d2n": 0, "n2d": 1}
+    assert set(record["metrics_by_condition"]) == {"s2w", "n2d"}  # the conditions with queries
+    assert set(record["metrics_by_condition"]["s2w"]) == set(record["metrics"])
+    predictions = np.load(metrics.parent / "predictions.npz")["predictions"]
+    positives = [{0, 1}, {2}, {3}]  # c_q0, c_q4, s_q0 (test_val_counts_order_and_per_city_ground_truth)
+    top1 = [predictions[q, 0] in positives[q] for q in range(3)]
+    assert record["metrics_by_condition"]["s2w"]["R@1"] == 100.0 * (top1[0] + top1[2]) / 2
+    assert record["metrics_by_condition"]["n2d"]["R@1"] == 100.0 * top1[1]
+    code, out, err = run_cli(["compare", "--results", str(results), "--breakdown", "--format", "csv"], capsys)
+    assert code == 0, err
+    header, row = out.splitlines()[:2]
+    assert {"s2w:R@1", "n2d:R@1"} <= set(header.split(","))
+    cells = dict(zip(header.split(","), row.split(","), strict=True))
+    assert float(cells["n2d:R@1"]) == record["metrics_by_condition"]["n2d"]["R@1"]
+    code, out, _ = run_cli(["compare", "--results", str(results), "--breakdown", "--metric", "mAP@5"], capsys)
+    assert code == 0 and "s2w mAP@5" in out and "n2d mAP@5" in out
+
+
+def write_test_part(folder, keys, in_all=None):
+    """A test city's folder as downloaded: images, seq_info.csv and subtask_index.csv only (no GPS)."""
+    lines = {name: [HEADERS[name]] for name in ("seq_info.csv", "subtask_index.csv")}
+    for i, key in enumerate(keys):
+        write_image(folder / "images" / f"{key}.jpg", colour=(i * 50 % 255, 90, 30 * i % 255), size=(8, 8))
+        lines["seq_info.csv"].append(f"{i},{key},seq{i // 2},{i % 2}")
+        flag = True if in_all is None else in_all[i]
+        lines["subtask_index.csv"].append(f"{i},{key},{flag},False,False,False,False,False,False")
+    for name, text in lines.items():
+        (folder / name).write_text("\n".join(text) + "\n")
+
+
+def make_msls_test(root):
+    """miami: 3 database rows (one not in subtask all), 2 queries; athens: 2 and 1."""
+    write_test_part(root / "test/miami/database", ["m_db0", "m_db1", "m_dbx"], [True, True, False])
+    write_test_part(root / "test/miami/query", ["m_q0", "m_q1"])
+    write_test_part(root / "test/athens/database", ["a_db0", "a_db1"])
+    write_test_part(root / "test/athens/query", ["a_q0"])
+    return root
+
+
+def test_test_cities_are_read_without_ground_truth(msls_root):
+    make_msls_test(msls_root)
+    split = build_dataset(f"msls:{msls_root}", DataConfig(cities="miami,athens")).split("test")
+    split.validate()
+    assert [p.stem for p in split.database_paths] == ["m_db0", "m_db1", "a_db0", "a_db1"]  # subtask all
+    assert [p.stem for p in split.query_paths] == ["m_q0", "m_q1", "a_q0"]
+    assert split.query_paths[2] == msls_root / "test/athens/query/images/a_q0.jpg"
+    assert split.protocol_name == "msls-test-miami+athens" and split.info["submission"] == "msls"
+    assert split.info["counts"]["miami/database"] == {"rows": 3, "not_in_subtask_all": 1, "kept": 2}
+    with pytest.raises(DatasetError, match=r"MSLS test \(miami, athens\) has no GPS: .*--no-labels"):
+        split.ground_truth()
+
+
+def test_no_labels_writes_the_challenge_submission_and_no_metrics(msls_root, tmp_path, capsys):
+    import numpy as np
+
+    make_msls_test(msls_root)
+    results = tmp_path / "results"
+    args = ["eval", "--method", "gem", "--dataset", f"msls:{msls_root}", "--split", "test", "--untrained"]
+    args += ["--cities", "miami,athens", "--out", str(results), *TINY_CLI]
+    code, _, err = run_cli(args, capsys)  # without --no-labels: one line, before the model is built
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "has no GPS: it is scored on the challenge server; evaluate it with --no-labels" in err
+    code, _, err = run_cli([*args, "--no-labels"], capsys)
+    assert code == 0, err
+    (metrics,) = results.glob("msls/gem/*/metrics.json")
+    record = json.loads(metrics.read_text())
+    assert record["metrics"] == {} and record["protocol"]["name"] == "msls-test-miami+athens"
+    assert (
+        record["protocol"]["ground_truth"].startswith("none")
+        and record["protocol"]["num_queries_evaluated"] == 3
+    )
+    # mapillary_sls's evaluate.py reads it so: np.loadtxt(prediction, ndmin=2, dtype=str), keys without .jpg
+    submission = np.loadtxt(metrics.parent / "msls_submission.csv", ndmin=2, dtype=str)
+    assert submission[:, 0].tolist() == ["m_q0", "m_q1", "a_q0"]
+    assert submission.shape == (3, 1 + 4)  # every database image ranked (fewer than 20)
+    database = {"m_db0", "m_db1", "a_db0", "a_db1"}
+    assert all(set(row[1:]) == database for row in submission.tolist())
+    predictions = np.load(metrics.parent / "predictions.npz")["predictions"]
+    stems = ["m_db0", "m_db1", "a_db0", "a_db1"]
+    assert submission[:, 1:].tolist() == [[stems[i] for i in row] for row in predictions.tolist()]
+    ranked = (metrics.parent / "predictions.tsv").read_text().splitlines()
+    assert ranked[0].split("\t")[0] == str(msls_root / "test/miami/query/images/m_q0.jpg")
+    code, out, err = run_cli(["compare", "--results", str(results)], capsys)
+    assert code == 0, err  # a record without metrics still lists

@@ -1,5 +1,6 @@
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -147,3 +148,59 @@ def test_gpu_peak_is_per_phase():
     assert figures["extract_peak_gpu_mb"] >= 256 > figures["search_peak_gpu_mb"] + 200
     assert memory.peak("gpu") == figures["extract_peak_gpu_mb"]
     assert "max_memory_allocated" in memory.describe()["how"]
+
+
+class BatchMixing(torch.nn.Module):
+    """A descriptor that depends on the other images of its forward pass (as a cross-image encoder's):
+    each image's mean colour minus the batch's; it notes the batches it is given."""
+
+    batch_dependent = True
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[int] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.batches.append(len(images))
+        colours = images.mean(dim=(2, 3))  # (B, 3)
+        return torch.cat([colours - colours.mean(dim=0), torch.ones(len(images), 1)], dim=1)
+
+
+@pytest.mark.parametrize("batch_size", [4, 1])
+def test_a_batch_dependent_model_is_described_and_recorded_in_the_official_way(synthetic_root, batch_size):
+    """Database, then queries, each alone in the split's order, by ``eval.batch_size`` with the last batch
+    partial — and the record's protocol says so; a batch of 1 is one image at a time."""
+    from vpr_bench.datasets.images import ImageList, data_transform
+    from vpr_bench.evaluation.engine import evaluate
+
+    cfg = tiny_config(**{"data.dataset": f"folder:{synthetic_root}", "eval.batch_size": batch_size})
+    split, model = _split(cfg), BatchMixing()
+    evaluation = evaluate(model, split, cfg, CPU, count_flops=False, time_model=False)
+
+    def chunks(count: int) -> list[int]:
+        return [min(batch_size, count - start) for start in range(0, count, batch_size)]
+
+    assert model.batches == chunks(split.num_database) + chunks(split.num_queries)
+    images = ImageList(split.query_paths, data_transform(model, cfg.data))
+    queries = torch.stack([images[i][0] for i in range(len(images))])
+    with torch.inference_mode():
+        expected = torch.cat([model(queries[i : i + batch_size]) for i in range(0, len(queries), batch_size)])
+    assert np.allclose(
+        evaluation.query_descriptors, torch.nn.functional.normalize(expected).numpy(), atol=1e-6
+    )
+    assert evaluation.protocol["batching"] == {
+        "batch_dependent": True, "batch_size": batch_size, "database_and_queries": "separately",
+        "order": "dataset", "last_batch": "partial, kept", "one_image_at_a_time": batch_size == 1,
+    }  # fmt: skip
+    assert "database_batching" not in evaluation.protocol
+
+
+def test_a_batch_independent_model_has_no_batching_in_its_protocol(synthetic_root):
+    from tests.evaluation.test_descriptors import Sleepy
+    from vpr_bench.evaluation.engine import evaluate
+
+    cfg = tiny_config(**{"data.dataset": f"folder:{synthetic_root}"})
+    assert (
+        "batching"
+        not in evaluate(Sleepy(), _split(cfg), cfg, CPU, count_flops=False, time_model=False).protocol
+    )

@@ -7,6 +7,7 @@ import pytest
 from vpr_bench.datasets.ground_truth import GroundTruth
 from vpr_bench.evaluation.matching import search
 from vpr_bench.evaluation.metrics import mean_reciprocal_rank, recall_at_n
+from vpr_bench.evaluation.scoring import MetricInputs
 
 
 def brute_force_recall(db, q, positives, ns):
@@ -55,7 +56,9 @@ def test_hand_made_case_and_mrr():
     gt = GroundTruth.from_lists([[3], [0, 1], []], num_database=4)
     predictions = np.array([[2, 3, 0], [1, 2, 3], [0, 1, 2]])
     assert recall_at_n(predictions, gt, (1, 2)) == pytest.approx({"R@1": 100 / 3, "R@2": 200 / 3})
-    assert mean_reciprocal_rank(predictions, gt)["MRR"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    inputs = MetricInputs(predictions, np.zeros(predictions.shape, np.float32), gt, recall_at=(1, 3))
+    # over the queries with a positive (the third has none): named by the depth it reads
+    assert mean_reciprocal_rank(inputs).values == {"MRR@3": pytest.approx((0.5 + 1.0) / 2)}
 
 
 def test_collapse_groups_equals_a_loop():
@@ -84,7 +87,7 @@ def test_database_smaller_than_n_ranks_it_all_without_padding():
     assert predictions.shape == distances.shape == (4, 3)  # k capped: no faiss -1 / 3.4e38 padding
     assert (np.sort(predictions, axis=1) == np.arange(3)).all() and np.isfinite(distances).all()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # what the engine saves: no float16 overflow
+        warnings.simplefilter("error")  # no float16 overflow (older predictions.npz kept float16)
         assert np.isfinite(distances.astype(np.float16)).all()
     # query 0 is right at 1; queries 1 and 3 only further down; query 2 has no positive at all
     gt = GroundTruth.from_lists([[0], [2], [], [1]], 3)

@@ -1,11 +1,13 @@
 """Plot commands write PNGs of the requested size; retrieval grids pick failures first when asked."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.results.test_table import A, C, D
+from vpr_bench.errors import VPRBenchError
 from vpr_bench.results import Record
-from vpr_bench.results.plots import choose_queries, cost_accuracy, recall_curves
+from vpr_bench.results.plots import choose_queries, cost_accuracy, pr_curves, recall_curves
 from vpr_bench.testing import TINY_CLI, run_cli
 
 
@@ -19,6 +21,17 @@ def test_recall_and_cost_plots_have_the_requested_size(tmp_path):
     curved = Record(C.run_dir, {**C.data, "recall_curve": [85.0 + i * 0.5 for i in range(20)]})
     assert png_size(recall_curves([A, curved, D], tmp_path / "r.png", (640, 480))) == ("PNG", (640, 480))
     assert png_size(cost_accuracy([A, C], tmp_path / "c.png", (500, 400))) == ("PNG", (500, 400))
+
+
+def test_pr_plot_draws_the_runs_with_a_curve_and_names_the_fix_without_one(tmp_path):
+    curve = {"recall": [0.0, 0.2, 0.2, 0.5], "precision": [1.0, 1.0, 0.5, 0.6]}
+    with_pr = Record(C.run_dir, {**C.data, "curves": {"pr": curve}, "metrics": {"AUC-PR": 0.31}})
+    assert png_size(pr_curves([A, with_pr], tmp_path / "pr.png", (640, 480))) == ("PNG", (640, 480))
+    with pytest.raises(
+        VPRBenchError, match=r"no precision-recall curve in .*`vpr-bench metrics RUN --metrics pr`"
+    ):
+        pr_curves([A, D], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_failures_come_first_when_asked():

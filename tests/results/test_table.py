@@ -53,6 +53,8 @@ def test_markdown_exact_with_best_values_in_bold():
         "|---|---|---:|---:|---|\n"
         "| tscm-student | cross-metric | **85.0** | 12.7 | c |\n"
         "| gem | — | 82.5 | **11.2** | b |\n"
+        "\n"
+        "*rows: best validation R@1 per setting (trained), most recent (evaluation-only)*\n"
     )
 
 
@@ -92,7 +94,7 @@ def test_terminal_table_fits_80_columns_and_marks_the_best():
 def latex_rows(text: str) -> tuple[str, list[str]]:
     """A tiny checker: one tabular with booktabs rules; returns (column spec, body lines)."""
     assert text.count("{") == text.count("}")
-    lines = text.strip().splitlines()
+    lines = [line for line in text.strip().splitlines() if not line.startswith("% ")]  # notes: comments
     spec = re.fullmatch(r"\\begin\{tabular\}\{([lcr]+)\}", lines[0]).group(1)
     assert lines[1] == "\\toprule" and lines[-2] == "\\bottomrule" and lines[-1] == "\\end{tabular}"
     assert lines.count("\\midrule") == 1
@@ -112,6 +114,8 @@ def test_latex_is_a_booktabs_tabular_with_escaped_names():
     assert body[0].startswith(" & \\multicolumn{2}{c}{pitts30k} & \\multicolumn{2}{c}{tokyo247}")
     assert any("my\\_method\\%" in line for line in body)
     assert any("\\textbf{85.0}" in line for line in body)
+    latex = render(build_table([A, C], rule="test"), "latex")
+    assert latex.splitlines()[-1].startswith("% rows: best test R@1 per setting: selected on test")
 
 
 def test_records_from_an_older_schema_show_dashes():

@@ -119,7 +119,7 @@ def test_a_training_run_writes_its_curves(synthetic_root, tmp_path, fake_tensorb
     history = json.loads((run_dir / "metrics.json").read_text())["training"]["history"]
     rows = read_csv(run_dir / CSV_NAME)
     assert len(rows) == len(history) == 2
-    assert {"epoch", "loss", "val_R@1", "val_R@3", "val_R@5", "val_MRR", "lr", "seconds"} <= set(rows[0])
+    assert {"epoch", "loss", "val_R@1", "val_R@3", "val_R@5", "val_MRR@5", "lr", "seconds"} <= set(rows[0])
     for row, epoch in zip(rows, history, strict=True):
         assert float(row["loss"]) == epoch["loss"] and float(row["val_R@3"]) == epoch["val_R@3"]
     assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # the scheduler's decay, epoch by epoch

@@ -1,4 +1,5 @@
-"""Result commands: ``list`` (what is registered), ``compare`` (leaderboards), ``plot``."""
+"""Result commands: ``list`` (what is registered), ``compare`` (leaderboards), ``metrics`` (recompute a
+run's metrics), ``plot``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import click
 from vpr_bench.cli._app import cli
 from vpr_bench.cli._options import parse_size, setup_logging
 from vpr_bench.errors import VPRBenchError
+from vpr_bench.results.selection import RULES
 
 
 @cli.command("list")
@@ -39,10 +41,11 @@ def list_(method) -> None:
         for e in published:
             p = e.spec.published
             size = f"{p.input_size[0]}×{p.input_size[1]}" if p.input_size else "native"
-            recall = "; ".join(f"{b} R@1 {v:g} ({src})" for b, v, src in p.recall_at_1) or "—"
-            click.echo(
-                f"  {e.name}: {p.descriptor_dim}-d, input {size}, licence {p.licence}; published {recall}"
-            )
+            click.echo(f"  {e.name}: {p.descriptor_dim}-d, input {size}, licence {p.licence}")
+            lines = p.figure_lines()
+            click.echo("    published R@1/R@5 (%; †: quoted by others):" if lines else "    published: —")
+            for line in lines:
+                click.echo(f"      {line}")
         click.echo("")
     statuses = plugin_statuses()
     click.echo("plugins:" if statuses else "plugins: none installed")
@@ -74,14 +77,39 @@ def _show_method(entry) -> None:
     "--all/--best",
     "all_runs",
     default=False,
-    help="Every run, or the best run per method and dataset [default: --best].",
+    help="Every run, or one run per setting, chosen by --select [default: --best].",
+)
+@click.option(
+    "--select",
+    "rule",
+    type=click.Choice(list(RULES)),
+    help="Which run is a setting's row: val = best validation R@1 (trained runs), most recent "
+    "(evaluation-only runs); recent = most recent; test = best test R@1, marked 'selected on test' "
+    "(optimistic) [default: val].",
 )
 @click.option(
     "--seed-mean",
     is_flag=True,
-    help="Merge runs that differ only in their seed into one row: mean ± std over the seeds.",
+    help="Merge runs that differ only in their seed (on one machine) into one row: mean ± std over the "
+    "seeds.",
 )
-@click.option("--sort", default="R@1", show_default=True, help="Column to sort by (best first).")
+@click.option("--sort", help="Column to sort by, best first [default: --metric's, else R@1].")
+@click.option(
+    "--metric",
+    help="Add this metric's column and rank by it, best first: any metric the records hold (auc_pr, EP, "
+    "mAP@5, MRR@20, R@100P, …; `vpr-bench metrics RUN` adds missing ones).",
+)
+@click.option(
+    "--breakdown",
+    is_flag=True,
+    help="Add a column per condition of the queries (MSLS's subtasks s2w, w2s, …) of --metric, else R@1.",
+)
+@click.option(
+    "--published",
+    is_flag=True,
+    help="Add the R@1/R@5 a published model's authors report and the difference (measured − published), "
+    "for rows of its official file under the same protocol; other rows say what the figure needs.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -91,14 +119,31 @@ def _show_method(entry) -> None:
 )
 @click.option("--output", type=click.Path(), help="Write to this file instead of the terminal.")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
-def compare(datasets_, methods, all_runs, seed_mean, sort, fmt, output, results_dir) -> None:
-    """Leaderboard of recorded runs: one row per method (best run), one column group per dataset."""
+def compare(
+    datasets_,
+    methods,
+    all_runs,
+    rule,
+    seed_mean,
+    sort,
+    metric,
+    breakdown,
+    published,
+    fmt,
+    output,
+    results_dir,
+) -> None:
+    """Leaderboard of recorded runs: one row per setting (the run --select picks; the rule is printed
+    under the table), one column group per dataset."""
     from vpr_bench._io import atomic_write_text
     from vpr_bench.results import load_records
+    from vpr_bench.results.published import published_notes, with_published
     from vpr_bench.results.render import render
-    from vpr_bench.results.table import build_table
+    from vpr_bench.results.table import COMPARE, COMPARE_PUBLISHED, build_table
 
     setup_logging(False)
+    if all_runs and rule:
+        raise VPRBenchError(f"--select {rule} picks one run per setting and --all shows every run: drop one")
     records = [
         r
         for r in load_records(results_folder(results_dir))
@@ -110,13 +155,32 @@ def compare(datasets_, methods, all_runs, seed_mean, sort, fmt, output, results_
             + (f" for dataset {', '.join(datasets_)}" if datasets_ else "")
             + (f" for method {', '.join(methods)}" if methods else "")
         )
-    table = build_table(records, best=not all_runs, sort=sort, seed_mean=seed_mean)
+    if published:
+        records = with_published(records, published_figures())
+    table = build_table(
+        records,
+        columns=COMPARE_PUBLISHED if published else COMPARE,
+        best=not all_runs,
+        sort=sort or (None if metric else "R@1"),
+        seed_mean=seed_mean,
+        rule=rule or "val",
+        metric=metric,
+        breakdown=breakdown,
+    )
+    table.notes += published_notes(table.rows) if published else []
     text = render(table, fmt, width=None if output else 80)
     if output:
         atomic_write_text(output, text)
         click.echo(f"{fmt} written to {output}")
     else:
         click.echo(text, nl=False)
+
+
+def published_figures() -> dict:
+    """Each registered method's published figures (``MethodSpec.published``), by method name."""
+    from vpr_bench.registry import METHODS
+
+    return {e.name: e.spec.published.all_figures() for e in METHODS.entries() if e.spec.published}
 
 
 def results_folder(results_dir: str) -> str:
@@ -143,7 +207,7 @@ def run_folder(run: str, command: str) -> Path | None:
 def _select_runs(results_dir: str, datasets_: tuple, runs: tuple, command: str = "plot") -> list:
     """Runs named by id or folder, else the best run per method on the given datasets."""
     from vpr_bench.results import load_records
-    from vpr_bench.results.table import select
+    from vpr_bench.results.selection import select
 
     for run in runs:
         run_folder(run, command)
@@ -165,10 +229,48 @@ def _select_runs(results_dir: str, datasets_: tuple, runs: tuple, command: str =
     return chosen
 
 
+def run_dirs(runs: tuple[str, ...], results_dir: str, command: str) -> list[Path]:
+    """Each RUN as a folder: given as one, or found by its id under --results (``*/*/<id>``)."""
+    folders = []
+    for run in runs:
+        folder = run_folder(run, command)
+        found = [folder] if folder else sorted(Path(results_folder(results_dir)).glob(f"*/*/{run}"))
+        if not found or not found[0].is_dir():
+            raise VPRBenchError(f"{command}: no run {run!r} (neither a folder nor a run id in {results_dir})")
+        folders.append(found[0])
+    return folders
+
+
+@cli.command("metrics")
+@click.argument("runs", nargs=-1, required=True)
+@click.option(
+    "--metrics",
+    "names",
+    default="all",
+    show_default=True,
+    metavar="NAME,NAME|all",
+    help="Metrics to recompute (see `vpr-bench list`).",
+)
+@click.option("--data-root", help="Where the run's dataset is now [default: as its config.json says].")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
+def metrics_(runs, names, data_root, results_dir) -> None:
+    """Recompute metrics of finished RUNS (folders or run ids) from their predictions.npz and the split's
+    ground truth, without extracting anything, and add them to each run's metrics.json (atomically)."""
+    from vpr_bench.config.sections import parse_names
+    from vpr_bench.results.rescore import rescore
+
+    setup_logging(False)
+    for folder in run_dirs(runs, results_dir, "metrics"):
+        done = rescore(folder, parse_names(names), data_root)
+        click.echo(f"{folder}: added {', '.join(done.added) or 'none'}; unchanged {len(done.kept)}")
+        for name, before, now in done.changed:
+            click.echo(f"  {name}: {before:g} recorded, {now:g} recomputed")
+
+
 @cli.group()
 def plot() -> None:
-    """Figures for papers: Recall@N curves, retrieval grids, accuracy vs cost, training curves (PNG, PDF
-    or SVG)."""
+    """Figures for papers: Recall@N and precision-recall curves, retrieval grids, accuracy vs cost,
+    training curves (PNG, PDF or SVG)."""
 
 
 def _figure_output(ctx, param, value):
@@ -220,6 +322,17 @@ def plot_recall(datasets_, results_dir, output, size, runs) -> None:
     _plot_runs(recall_curves, datasets_, results_dir, output, size, runs)
 
 
+@plot.command("pr")
+@plot_options
+@click.argument("runs", nargs=-1)
+def plot_pr(datasets_, results_dir, output, size, runs) -> None:
+    """Precision-recall curves of the top-1 match of RUNS (ids or folders), or of the best run per method
+    (runs evaluated with --metrics pr or all, or given it by `vpr-bench metrics`)."""
+    from vpr_bench.results.plots import pr_curves
+
+    _plot_runs(pr_curves, datasets_, results_dir, output, size, runs)
+
+
 @plot.command("cost")
 @plot_options
 @click.argument("runs", nargs=-1)
@@ -268,14 +381,5 @@ def plot_training(runs, results_dir, output, size) -> None:
     from vpr_bench.results.plots import training_curves
 
     setup_logging(False)
-    folders = []
-    for run in runs:
-        folder = run_folder(run, "plot training")
-        found = [folder] if folder else sorted(Path(results_folder(results_dir)).glob(f"*/*/{run}"))
-        if not found or not found[0].is_dir():
-            raise VPRBenchError(
-                f"plot training: no run {run!r} (neither a folder nor a run id in {results_dir})"
-            )
-        folders.append(found[0])
-    path = training_curves(folders, output, size or (1000, 450))
+    path = training_curves(run_dirs(runs, results_dir, "plot training"), output, size or (1000, 450))
     click.echo(f"written {path}")

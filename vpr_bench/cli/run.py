@@ -135,8 +135,12 @@ def official_weights(method: str, spec: str) -> str:
 @click.option("--database-model", help="Pipelines (tscm): the model describing the database [teacher].")
 def evaluate(checkpoint, untrained, weights, query_model, database_model, **options) -> None:
     """Evaluate a method (untrained or from a checkpoint) on one split and write a result record."""
-    if sum(map(bool, (checkpoint, untrained, weights))) > 1:
-        raise click.UsageError("--checkpoint, --weights and --untrained exclude each other")
+    if sum(map(bool, (checkpoint, untrained, weights, options.get("eval__descriptors")))) > 1:
+        raise click.UsageError("--checkpoint, --weights, --untrained and --descriptors exclude each other")
+    if options.get("eval__descriptors") and not options.get("model__method"):
+        from vpr_bench.results.descriptors import stored_method
+
+        options["model__method"] = stored_method(options["eval__descriptors"])  # the model that made them
     method = options.get("model__method") or ""
     if weights:
         checkpoint = official_weights(method, weights)
@@ -147,7 +151,7 @@ def evaluate(checkpoint, untrained, weights, query_model, database_model, **opti
         return
     from vpr_bench.runner import evaluate_run
 
-    pipeline = pipeline_of(method)
+    pipeline = None if options.get("eval__descriptors") else pipeline_of(method)  # no model runs
     read = None
     if checkpoint and pipeline is None and method:  # the file may decide the variant
         from vpr_bench.checkpoints import read_method_checkpoint

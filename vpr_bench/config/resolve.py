@@ -46,8 +46,8 @@ def check_against_file(given: dict[str, Any], from_file: dict[str, Any]) -> None
             continue
         mine = given.get(key)
         if key == "model.options":
-            for name, option in (mine or {}).items():
-                held = value.get(name, _default_option(from_file, name))
+            for name, option in (mine or {}).items():  # an option the file does not hold stays free
+                held = value.get(name, _UNKNOWN)
                 if held is not _UNKNOWN and str(option).lower() != str(held).lower():
                     raise ConfigError(
                         f"--model-option {name}={option} contradicts the checkpoint, which holds "
@@ -59,19 +59,6 @@ def check_against_file(given: dict[str, Any], from_file: dict[str, Any]) -> None
 
 
 _UNKNOWN = object()
-
-
-def _default_option(from_file: dict[str, Any], name: str) -> Any:
-    """The default of an option the file's settings leave out (the file's model is built with it)."""
-    import dataclasses
-
-    spec = _spec(from_file.get("model.method"))
-    if spec is None:
-        return _UNKNOWN
-    for field in dataclasses.fields(spec.options):
-        if field.name == name:
-            return field.default if field.default is not dataclasses.MISSING else _UNKNOWN
-    return _UNKNOWN
 
 
 def _spec(method: str | None):

@@ -12,6 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vpr_bench.config.presets import PRESETS
+from vpr_bench.config.values import (  # noqa: F401  (parse_names: read from here too)
+    NATIVE,
+    check_device,
+    check_image_size,
+    check_metrics,
+    check_recall_at,
+    parse_image_size,
+    parse_ints,
+    parse_names,
+)
 from vpr_bench.errors import ConfigError
 from vpr_bench.registry import DISTANCES, KD_LOSSES, LOSSES, REDUCTIONS, registry_names
 from vpr_bench.settings import EVALUATE, NONE, TRAIN, check, setting
@@ -23,54 +33,6 @@ from vpr_bench.settings import EVALUATE, NONE, TRAIN, check, setting
 #   without antialiasing.
 PREPROCESSING = ("resize-first", "tensor-resize-first", "normalize-first")
 INTERPOLATIONS = ("bilinear", "bicubic")
-NATIVE = (0, 0)  # an image size that keeps each image's own size (CosPlace / EigenPlaces)
-MAX_IMAGE_SIDE = 4096  # larger inputs exhaust memory before the first batch; no VPR protocol uses them
-
-
-def parse_image_size(text: str) -> tuple[int, int]:
-    """``HxW`` or ``native``, as given on the command line."""
-    if text.strip().lower() == "native":
-        return NATIVE
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--image-size {text!r}: expected HxW (e.g. 224x224) or native") from None
-    if not all(8 <= side <= MAX_IMAGE_SIDE for side in (height, width)):  # 0x0 too: native is a word
-        raise ConfigError(
-            f"--image-size {text}: each side must be between 8 and {MAX_IMAGE_SIDE} pixels (or native, each "
-            "image's own size)"
-        )
-    return height, width
-
-
-def _image_size_problem(size: tuple[int, int]) -> str | None:
-    if tuple(size) == NATIVE:
-        return None
-    if not all(8 <= side <= MAX_IMAGE_SIDE for side in size):
-        return f"each side must be between 8 and {MAX_IMAGE_SIDE} pixels (or native, each image's own size)"
-    return None
-
-
-def _check_image_size(size: tuple[int, int]) -> str | None:
-    problem = _image_size_problem(size)
-    return f"--image-size {size[0]}x{size[1]}: {problem}" if problem else None
-
-
-def parse_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{text!r}: expected comma-separated integers, e.g. 1,5,10,20") from None
-
-
-def _check_recall_at(values: tuple[int, ...]) -> str | None:
-    return None if values else "--recall-at needs values ≥ 1"
-
-
-def _check_device(device: str) -> str | None:
-    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
-        return None
-    return "--device must be auto, cpu, cuda or cuda:N"
 
 
 @dataclass
@@ -88,7 +50,7 @@ class DataConfig:
         "HxW, or native (each image's own size) [default: the method's, else the preset's].",
         commands=EVALUATE,
         cli_parser=parse_image_size,
-        check=_check_image_size,
+        check=check_image_size,
     )
     preprocess: str = setting(
         "resize-first",
@@ -170,10 +132,10 @@ class EvalConfig:
         commands=EVALUATE,
         cli_parser=parse_ints,
         minimum=1,
-        check=_check_recall_at,
+        check=check_recall_at,
     )
     device: str = setting(
-        "auto", "auto, cpu, cuda or cuda:N [default: auto].", commands=EVALUATE, check=_check_device
+        "auto", "auto, cpu, cuda or cuda:N [default: auto].", commands=EVALUATE, check=check_device
     )
     index: str = setting(
         "flat",
@@ -189,6 +151,46 @@ class EvalConfig:
         "Database descriptors on disk and in a flat index [default: float32].",
         commands=EVALUATE,
         choices=("float32", "float16"),
+    )
+    metrics: tuple[str, ...] = setting(
+        ("recall", "mrr"),
+        "Metrics to compute, comma-separated, or all (see `vpr-bench list`); Recall@N always "
+        "[default: recall,mrr].",
+        commands=EVALUATE,
+        cli_parser=parse_names,
+        metavar="NAME,NAME|all",
+        check=check_metrics,
+    )
+    soft_radius: float | None = setting(
+        None,
+        "Soft positives within this radius (metres, or frames), ≥ the positive radius: a top-1 match "
+        "there is not counted false by the precision-recall metrics [default: the protocol's, none].",
+        commands=EVALUATE,
+        above=0,
+    )
+    save_descriptors: bool = setting(
+        False,
+        "Keep the database and query descriptors in the run folder (descriptors/), for `eval --descriptors`.",
+        commands=frozenset({"run", "eval"}),
+    )
+    saved_descriptor_dtype: str = setting(
+        "float16",
+        "Precision of the descriptors --save-descriptors keeps [default: float16].",
+        commands=frozenset({"run", "eval"}),
+        choices=("float16", "float32"),
+    )
+    descriptors: str | None = setting(
+        None,
+        "Evaluate the descriptors a run kept (--save-descriptors) instead of running the model; the split "
+        "must be the one they describe.",
+        commands=frozenset({"eval"}),
+        metavar="RUN",
+    )
+    no_labels: bool = setting(
+        False,
+        "The split has no ground truth (MSLS's test cities, a folder of your own): write the ranked "
+        "predictions (and MSLS's challenge submission file), no metrics.",
+        commands=frozenset({"eval"}),
     )
 
 
@@ -318,6 +320,7 @@ class RunConfig:
         cfg = cls(**kwargs)
         cfg.data.image_size = tuple(cfg.data.image_size)
         cfg.eval.recall_at = tuple(cfg.eval.recall_at)
+        cfg.eval.metrics = tuple(cfg.eval.metrics)
         return cfg
 
     def validate(self) -> None:

@@ -2,6 +2,8 @@
 
 ``<root>/images/{train,val,test}/{database,queries}/*.jpg`` with UTM in the file names:
 ``@<east>@<north>@<zone>@<letter>@<lat>@<lon>@<pano>@<tile>@<heading>@<pitch>@<roll>@<height>@<time>@<note>@``.
+A split none of whose image names carries coordinates (a folder of one's own images) has no ground truth:
+it is ranked with ``--no-labels``, not scored.
 """
 
 from __future__ import annotations
@@ -78,15 +80,18 @@ class FolderDataset(VPRDataset):
                 raise DatasetError(
                     f"{folder / part} holds no .jpg/.jpeg/.png images: the {split} split is empty"
                 )
+        # images named without coordinates (a folder of one's own): no ground truth, ranked only
+        located = any("@" in p.name for images in parts.values() for p in images)
         return Split(
             dataset=self.name,
             name=split,
             database_paths=parts["database"],
             query_paths=parts["queries"],
-            database_utm=utm_from_names(parts["database"]),
-            query_utm=utm_from_names(parts["queries"]),
+            database_utm=utm_from_names(parts["database"]) if located else None,
+            query_utm=utm_from_names(parts["queries"]) if located else None,
             source=str(folder),
             info={"layout": "folder"},
+            no_labels="" if located else f"{folder}: no image name carries UTM (@<east>@<north>@...)",
         )
 
 

@@ -39,6 +39,12 @@ class Split:
     # derives one from dataset, split and radius (``pitts30k-test-25m``)
     protocol: str = ""
     queries_left_out: int = 0  # queries the protocol itself leaves out (MSLS: those without a positive)
+    # per-query condition masks (name → (num_queries,) bool), scored apart (MSLS: s2w, w2s, o2n, …)
+    conditions: dict[str, np.ndarray] = field(default_factory=dict)
+    # a protocol's soft radius (VPR_Tutorial's GTsoft: wider, not penalised), in the unit of ``positions``
+    soft_radius: float | None = None
+    # why the split has no ground truth (MSLS's test cities, images without coordinates); "" if it has
+    no_labels: str = ""
 
     def __post_init__(self) -> None:
         self._protocol_radius = self.pos_radius  # a later ``--pos-radius`` makes it another protocol
@@ -66,8 +72,16 @@ class Split:
     def ground_truth_kind(self) -> str:
         return "list" if self.explicit_ground_truth is not None else "distance"
 
+    def require_labels(self) -> None:
+        """Fail in one line where the split has no ground truth, naming ``--no-labels``."""
+        if self.no_labels:
+            raise DatasetError(
+                f"{self.no_labels}; evaluate it with --no-labels (the ranked predictions, no metrics)"
+            )
+
     def ground_truth(self, radius: float | None = None) -> GroundTruth:
         """Evaluation ground truth: explicit lists if the dataset has them, else UTM within ``radius``."""
+        self.require_labels()
         if self.explicit_ground_truth is not None:
             return self.explicit_ground_truth
         if self.database_utm is None or self.query_utm is None:
@@ -90,6 +104,7 @@ class Split:
         kept = np.flatnonzero(gt.counts > 0)
         self.queries_left_out += self.num_queries - len(kept)
         self.query_paths = [self.query_paths[i] for i in kept]
+        self.conditions = {name: np.asarray(mask)[kept] for name, mask in self.conditions.items()}
         if self.query_utm is not None:
             self.query_utm = self.query_utm[kept]
         if self.explicit_ground_truth is not None:
@@ -111,6 +126,11 @@ class Split:
                 raise DatasetError(
                     f"{where}: {kind} coordinates have shape {coords.shape}, expected ({n}, {dims}) "
                     f"({self.positions})"
+                )
+        for name, mask in self.conditions.items():
+            if len(mask) != self.num_queries:
+                raise DatasetError(
+                    f"{where}: condition {name} labels {len(mask)} queries, the split has {self.num_queries}"
                 )
         missing = [p for p in (*self.database_paths, *self.query_paths) if not os.path.isfile(p)]
         if missing:

@@ -76,6 +76,24 @@ def extract(
     return descriptors, batch_ms
 
 
+def batching(model: nn.Module | None, batch_size: int) -> dict | None:
+    """How ``extract`` batched a batch-dependent model's images, for the record's protocol; None for a
+    model whose descriptors do not depend on their batch. A model says it is batch-dependent with a
+    ``batch_dependent`` attribute (a cross-image encoder mixes the images of one forward pass: CricaVPR,
+    SuperVLAD). ``extract`` is called for the database and for the queries apart, each in the split's
+    order, without shuffling, in batches of ``batch_size``, the last one partial."""
+    if not getattr(model, "batch_dependent", False):
+        return None
+    return {
+        "batch_dependent": True,
+        "batch_size": batch_size,
+        "database_and_queries": "separately",
+        "order": "dataset",
+        "last_batch": "partial, kept",
+        "one_image_at_a_time": batch_size == 1,
+    }
+
+
 def time_forward(
     model: nn.Module,
     image_size: tuple[int, int],

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,18 @@ from vpr_bench.datasets.ground_truth import GroundTruth
 from vpr_bench.datasets.images import NATIVE, data_transform, first_image_size
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
-from vpr_bench.evaluation.descriptors import extract
+from vpr_bench.evaluation.descriptors import batching, extract
 from vpr_bench.evaluation.matching import Predictions, collapse_groups, index_spec, search
 from vpr_bench.evaluation.memory import PhaseMemory
+from vpr_bench.evaluation.scoring import (
+    Scores,
+    conditions_of,
+    metric_inputs,
+    protocol_fields,
+    score,
+    soft_ground_truth,
+)
 from vpr_bench.evaluation.sections import cost_section, protocol_section, ranked_items
-from vpr_bench.registry import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +53,22 @@ class Evaluation:
     protocol: dict
     predictions: Predictions
     query_descriptors: np.ndarray  # (num_queries, D): every query's, for a second (asymmetric) evaluation
+    curves: dict = field(default_factory=dict)  # a metric's curve by its name (``pr``: precision, recall)
+    metrics_by_condition: dict = field(default_factory=dict)  # condition → its queries' metrics
 
     def sections(self) -> dict:
         return {
             "metrics": self.metrics,
             "recall_curve": self.recall_curve,
+            "curves": self.curves,
+            "metrics_by_condition": self.metrics_by_condition,
             "cost": self.cost,
             "protocol": self.protocol,
         }
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | None,
     split: Split,
     cfg: RunConfig,
     device: torch.device,
@@ -66,6 +78,8 @@ def evaluate(
     count_flops: bool = True,
     time_model: bool = True,
     given: dict[str, np.ndarray] | None = None,
+    keep: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    model_cost: dict | None = None,
 ) -> Evaluation:
     """Metrics, cost figures and top-k predictions of ``model`` on ``split``.
 
@@ -78,25 +92,29 @@ def evaluate(
     validation; ms/image is then None. Peak memory is measured per phase (``PhaseMemory``): descriptor
     extraction and search. ``given``: descriptors already computed by these very models for this split
     ("database", "queries"), used instead of extracting them again (a student's queries from its own
-    evaluation, a frozen teacher's stored database).
+    evaluation, a frozen teacher's stored database); with both given, ``model`` may be None (descriptors
+    a run kept: ``model_cost`` then holds its model's cost figures). ``keep(database, queries)`` is called
+    while the descriptors exist (``--save-descriptors``). With ``cfg.eval.no_labels`` no ground truth is
+    read: every query is ranked and no metric computed.
     """
-    gt = split.ground_truth(cfg.data.pos_radius)
+    labelled = not cfg.eval.no_labels
+    gt = split.ground_truth(cfg.data.pos_radius) if labelled else None
+    soft = soft_ground_truth(split, cfg.data.pos_radius, cfg.eval.soft_radius) if labelled else None
     image_size = cost_image_size(split, cfg.data)
-    model = model.to(device)
+    model = None if model is None else model.to(device)
     database_model = None if database_model is None else database_model.to(device)
     with (
         tempfile.TemporaryDirectory(dir=run_dir, prefix=".descriptors-") as tmp,
         PhaseMemory(device) as memory,
     ):
         descriptors = describe(model, split, cfg, device, memory, Path(tmp), database_model, given or {})
+        if keep is not None:  # while the database's scratch file exists
+            keep(descriptors.database, descriptors.queries)
         queries, query_index, scored_gt = evaluated_queries(
             descriptors.queries, gt, cfg.data.drop_queries_without_positives
         )
         memory.phase("search")
         predictions = search_split(descriptors.database, queries, query_index, split, cfg, device)
-    warn_queries_without_positives(gt, split, cfg.data.drop_queries_without_positives)
-    metrics = score(predictions, scored_gt, cfg.eval.recall_at)
-    curve = recall_curve(predictions.indices, scored_gt)
     cost = cost_section(
         model,
         image_size,
@@ -107,11 +125,24 @@ def evaluate(
         memory=memory,
         count_flops=count_flops,
         time_model=time_model,
+        model_cost=model_cost,
     )
     protocol = protocol_section(split, cfg, gt, predictions)
+    for key, described_by in (("batching", model), ("database_batching", database_model)):
+        if (batched := batching(described_by, cfg.eval.batch_size)) is not None:
+            protocol[key] = batched  # a descriptor that depends on its batch: how the images were batched
+    if gt is None:  # no ground truth: the ranking, and no metric
+        return Evaluation({}, [], cost, protocol, predictions, descriptors.queries)
+    warn_queries_without_positives(gt, split, cfg.data.drop_queries_without_positives)
+    scores = score_predictions(predictions, scored_gt, soft, split, cfg)
+    metrics = scores.values
+    curve = recall_curve(predictions.indices, scored_gt)
+    protocol.update(protocol_fields(scores, soft))
     if run_dir is not None:  # the evaluation a record keeps, not each epoch's validation
         warn_recall_beyond_database(split, metrics, protocol["recall_at_beyond_database"])
-    return Evaluation(metrics, curve, cost, protocol, predictions, descriptors.queries)
+    return Evaluation(
+        metrics, curve, cost, protocol, predictions, descriptors.queries, scores.curves, scores.by_condition
+    )
 
 
 def describe(
@@ -175,11 +206,11 @@ def check_descriptors(descriptors: Descriptors, split: Split) -> None:
 
 
 def evaluated_queries(
-    queries: np.ndarray, gt: GroundTruth, drop_without_positives: bool
-) -> tuple[np.ndarray, np.ndarray, GroundTruth]:
+    queries: np.ndarray, gt: GroundTruth | None, drop_without_positives: bool
+) -> tuple[np.ndarray, np.ndarray, GroundTruth | None]:
     """The query descriptors to score, their rows in the split and their ground truth: every query, or
-    (``drop_without_positives``) those with a positive."""
-    if drop_without_positives and len(gt.queries_without_positives):
+    (``drop_without_positives``) those with a positive; every query where there is no ground truth."""
+    if gt is not None and drop_without_positives and len(gt.queries_without_positives):
         kept = np.flatnonzero(gt.counts > 0)
         return queries[kept], kept, gt.subset(kept)
     return queries, np.arange(len(queries)), gt
@@ -208,12 +239,16 @@ def search_split(
     return Predictions(query_index, indices, distances, ms_per_query)
 
 
-def score(predictions: Predictions, gt: GroundTruth, recall_at: tuple[int, ...]) -> dict[str, float]:
-    """Every registered metric of the ranking (Recall@N for each N of ``recall_at``, MRR, …)."""
-    metrics: dict[str, float] = {}
-    for entry in METRICS.entries():
-        metrics.update(entry.builder(predictions.indices, gt, recall_at))
-    return metrics
+def score_predictions(
+    predictions: Predictions, gt: GroundTruth, soft: GroundTruth | None, split: Split, cfg: RunConfig
+) -> Scores:
+    """The metrics ``--metrics`` selects of the ranking (``gt``: the evaluated queries', ``soft``: the
+    split's soft positives or None), over all queries and per condition of the split."""
+    index = predictions.query_index
+    inputs = metric_inputs(
+        predictions.indices, predictions.distances, gt, soft, index, split, cfg.eval.recall_at
+    )
+    return score(inputs, cfg.eval.metrics, conditions_of(split, index))
 
 
 def recall_curve(predictions: np.ndarray, gt: GroundTruth) -> list[float]:

@@ -10,6 +10,7 @@ from vpr_bench.config import RunConfig
 from vpr_bench.datasets.ground_truth import GroundTruth
 from vpr_bench.datasets.images import NATIVE
 from vpr_bench.datasets.split import Split
+from vpr_bench.devices import device_name
 from vpr_bench.evaluation.descriptors import time_forward
 from vpr_bench.evaluation.matching import Predictions, index_spec
 from vpr_bench.evaluation.memory import PhaseMemory
@@ -40,7 +41,7 @@ def gflops_per_image(model: nn.Module, image_size: tuple[int, int], device: torc
 
 
 def cost_section(
-    model: nn.Module,
+    model: nn.Module | None,
     image_size: tuple[int, int],
     device: torch.device,
     batch_size: int,
@@ -50,20 +51,32 @@ def cost_section(
     memory: PhaseMemory,
     count_flops: bool = True,
     time_model: bool = True,
+    model_cost: dict | None = None,
 ) -> dict:
     """The record's ``cost``: the query model's size, FLOPs and ms/image at ``image_size`` (each skipped
-    when not asked for: None), the search's ms/query and the evaluation's peak memory per phase."""
-    ms_per_image, timing = time_forward(model, image_size, device, batch_size) if time_model else (None, None)
+    when not asked for: None), the search's ms/query and the evaluation's peak memory per phase. Without
+    a model (descriptors a run kept), the model's figures are ``model_cost``'s, that run's, or None."""
+    if model is None:
+        measured = {"params": None, "gflops_per_image": None, "ms_per_image": None, "timing": None}
+        measured.update(model_cost or {})
+    else:
+        ms, timing = time_forward(model, image_size, device, batch_size) if time_model else (None, None)
+        measured = {
+            "params": count_parameters(model),
+            "gflops_per_image": gflops_per_image(model, image_size, device) if count_flops else None,
+            "ms_per_image": ms,
+            "timing": timing,
+        }
     return {
         "descriptor_dim": descriptor_dim,
-        "params": count_parameters(model),
-        "gflops_per_image": gflops_per_image(model, image_size, device) if count_flops else None,
-        "cost_image_size": list(image_size),
-        "ms_per_image": ms_per_image,
+        "params": measured["params"],
+        "gflops_per_image": measured["gflops_per_image"],
+        "cost_image_size": measured.get("cost_image_size", list(image_size)),
+        "ms_per_image": measured["ms_per_image"],
         "ms_per_query": predictions.ms_per_query,
-        "device": str(device),
-        "batch_size": batch_size,
-        "timing": timing,
+        "device": device_name(device),  # the card's or CPU's name (records before it: "cpu"/"cuda")
+        "batch_size": measured.get("batch_size", batch_size),
+        "timing": measured["timing"],
         # the highest phase's (records before "memory" existed: the process's lifetime peak)
         "peak_rss_mb": memory.peak("rss"),
         **({"peak_gpu_mb": memory.peak("gpu")} if device.type == "cuda" else {}),
@@ -83,21 +96,29 @@ def recall_beyond_database(split: Split, recall_at: tuple[int, ...]) -> list[int
     return [n for n in recall_at if n >= ranked_items(split)]
 
 
-def protocol_section(split: Split, cfg: RunConfig, gt: GroundTruth, predictions: Predictions) -> dict:
-    """The record's ``protocol``: what was scored and how (``gt``: the split's whole ground truth)."""
+def protocol_section(split: Split, cfg: RunConfig, gt: GroundTruth | None, predictions: Predictions) -> dict:
+    """The record's ``protocol``: what was scored and how (``gt``: the split's whole ground truth; None:
+    ``--no-labels``, nothing scored)."""
     native = tuple(cfg.data.image_size) == NATIVE
     deepest = max(cfg.eval.recall_at)
+    labels = {
+        "queries_without_positives": None if gt is None else int(len(gt.queries_without_positives)),
+        "ground_truth": "none (--no-labels: ranked, not scored)" if gt is None else gt.kind,
+        "pos_radius_m": None if gt is None else gt.radius,
+        # metres (UTM) or frame index
+        "positions": None if gt is None or gt.kind == "list" else split.positions,
+    }
     return {
         "name": split.protocol_name,  # msls-val, nordland-pnv, pitts30k-test-25m, ...
         "split": split.name,
         "num_database": split.num_database,
         "num_queries": split.num_queries,
         "num_queries_evaluated": int(len(predictions.query_index)),
-        "queries_without_positives": int(len(gt.queries_without_positives)),
+        "queries_without_positives": labels["queries_without_positives"],
         "queries_without_positives_dropped": bool(cfg.data.drop_queries_without_positives),
-        "ground_truth": gt.kind,
-        "pos_radius_m": gt.radius,
-        "positions": None if gt.kind == "list" else split.positions,  # metres (UTM) or frame index
+        "ground_truth": labels["ground_truth"],
+        "pos_radius_m": labels["pos_radius_m"],
+        "positions": labels["positions"],
         "queries_left_out_by_protocol": split.queries_left_out,  # by the reader (MSLS: no positive)
         "image_size": "native" if native else list(cfg.data.image_size),
         "interpolation": None if native else cfg.data.interpolation,

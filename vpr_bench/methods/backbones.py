@@ -140,3 +140,22 @@ def create_backbone(
         **normalisation(model),
     }
     return model, facts
+
+
+def pretrained_backbones(facts: dict, backbone: str, asked: bool) -> dict[str, bool]:
+    """Per backbone (its timm name), whether it started from pretrained weights — what was loaded, not
+    what was asked for (``--pretrained`` with the hub unreachable starts from random weights). ``facts``:
+    a model's ``backbone_facts``, where ``weights`` is the origin of ``backbone``'s weights and a second
+    backbone's is ``<part>_weights``, named by ``<part>_model`` (TSCM's teacher: ``vit_weights``,
+    ``vit_model``); without facts, what was ``asked``."""
+    states = {}
+    for key, origin in facts.items():
+        if key == "weights":
+            name = backbone
+        elif key.endswith("_weights"):
+            part = key.removesuffix("_weights")
+            name = str(facts.get(f"{part}_model", part))
+        else:
+            continue
+        states[name] = not str(origin).startswith("random")
+    return states or {backbone: bool(asked)}

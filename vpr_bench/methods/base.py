@@ -15,7 +15,9 @@ A method is one small file: a typed options dataclass (``vpr_bench.options``), a
 - ``checkpoint_reader``: reads its authors' checkpoint files (``vpr_bench.checkpoints``).
 
 The built model maps images (B, 3, H, W) to L2-normalised descriptors (B, D) and has an int
-``descriptor_dim``; ``backbone_facts`` (weights origin, input mean/std) when it has a timm backbone.
+``descriptor_dim``; ``backbone_facts`` (weights origin, input mean/std) when it has a timm backbone;
+``batch_dependent = True`` when a descriptor depends on the other images of its forward pass (a
+cross-image encoder): records then say how the images were batched (``protocol.batching``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ class FittedFromData(Protocol):
     (NetVLAD: k-means centroids before training, PCA-whitening after it). The training package decides
     what to fit and when (``vpr_bench.training.fitting``); the model only takes arrays."""
 
-    def local_features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) local features the centroids are fitted on."""
+    def local_features(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """(B, N, C) local features the centroids are fitted on; a model with several heads returns them
+        by name (``{head: (B, N, C)}``)."""
         ...
 
-    def init_from_features(self, features: np.ndarray, seed: int) -> None:
-        """Initialise from (M, C) sampled local features (before training)."""
+    def init_from_features(self, features: np.ndarray | dict[str, np.ndarray], seed: int) -> None:
+        """Initialise from (M, C) sampled local features (before training); by name when
+        ``local_features`` gave them by name. A model may have ``fitted_from_data = False`` in a
+        configuration that fits nothing."""
         ...
 
     @property

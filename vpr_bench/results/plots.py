@@ -1,4 +1,5 @@
-"""Figures from run records (matplotlib, headless Agg): Recall@N curves, retrieval grids, cost/accuracy.
+"""Figures from run records (matplotlib, headless Agg): Recall@N and precision-recall curves, retrieval
+grids, cost/accuracy.
 
 Each function writes a figure of ``size`` pixels (width, height) at 100 dpi — PNG, PDF or SVG, as the
 output's extension says — and returns its path.
@@ -81,6 +82,31 @@ def recall_curves(records: Sequence[Record], output: str | Path, size=(800, 600)
     ax.set_xticks([1, 2, 5, 10, 20], labels=["1", "2", "5", "10", "20"])
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, output)
+
+
+def pr_curves(records: Sequence[Record], output: str | Path, size=(800, 600)) -> Path:
+    """Precision against recall of each run's top-1 matches over a distance threshold (the record's
+    ``curves.pr``, ``evaluation/pr.py``), one labelled line per run with its AUC-PR."""
+    usable = [r for r in records if r.get("curves", {}).get("pr")]
+    if not usable:
+        names = ", ".join(r.run_id for r in records)
+        raise VPRBenchError(
+            f"plot pr: no precision-recall curve in {names}: evaluate with --metrics pr (or all), or add "
+            "it to a finished run with `vpr-bench metrics RUN --metrics pr`"
+        )
+    fig, ax = _figure(size, layout="constrained")
+    for record in usable:
+        curve = record.get("curves")["pr"]
+        auc = (record.get("metrics") or {}).get("AUC-PR")
+        name = label(record) + ("" if auc is None else f" (AUC {auc:.3f})")
+        ax.plot(curve["recall"], curve["precision"], marker="o" if len(curve["recall"]) < 30 else None,
+                markersize=3, label=name)  # fmt: skip
+    datasets = sorted({str(r.get("dataset")) for r in usable})
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set_title(f"Precision-recall of the top-1 match on {', '.join(datasets)}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
     return _save(fig, output)
 
 

@@ -1,7 +1,8 @@
 """A leaderboard ``Table`` written out: an aligned terminal table that fits a width by dropping the least
 important columns (best values marked ``*``), Markdown (best in bold), CSV (plain values), LaTeX (a
-booktabs ``tabular``, best in bold) and JSON. A value a record does not have shows as "—" (``null`` in
-JSON, empty in CSV).
+booktabs ``tabular``, best in bold) and JSON. The lines under the table (which run each row is, warnings)
+follow the terminal table, the Markdown (in italics) and the LaTeX (as ``%`` comments). A value a record
+does not have shows as "—" (``null`` in JSON, empty in CSV).
 """
 
 from __future__ import annotations
@@ -164,4 +165,5 @@ def _latex(table: Table, width: int | None) -> str:
             texts.append(f"\\textbf{{{text}}}" if (i, column.key, dataset) in best else text)
         lines.append(" & ".join(texts) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
+    lines += [f"% {note}" for note in table.notes]  # the selection rule and warnings travel with the file
     return "\n".join(lines) + "\n"

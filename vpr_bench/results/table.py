@@ -1,42 +1,47 @@
 """Leaderboards from run records: the rows and columns ``compare`` and ``ablate`` show (``render.py``
 writes them out in five formats).
 
-Rows are runs (``--all``) or the best run per (dataset, method, KD loss) merged across datasets, so that
+Rows are runs (``--all``) or one run per setting, chosen by a rule (``selection.py``: by default the best
+validation R@1 of trained runs, the most recent evaluation-only run), merged across datasets, so that
 several datasets become one column group each, as in the tables of VPR papers. Runs that differ only in
 their seed can become one row (mean ± std); the training-budget columns whose values differ are added,
-with a warning line. A value a record does not have (an older schema) shows as "—".
+with a warning line, and so is the device where rows were measured on different machines. A value a
+record does not have (an older schema) shows as "—".
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from vpr_bench.errors import ConfigError
+from vpr_bench.results.published import difference
+from vpr_bench.results.selection import (
+    BUDGET_FIELDS,
+    MeanStd,
+    Row,
+    device_of,
+    protocol_groups,
+    seed_means,
+    select,
+    selection_notes,
+)
 from vpr_bench.results.store import Record
 
 MISSING = "—"
 
 
-class MeanStd(float):
-    """A seed mean that remembers its spread: sorts and compares as the mean, prints "mean ± std"."""
-
-    def __new__(cls, values: Sequence[float]):
-        mean = float(np.mean(values))
-        self = super().__new__(cls, mean)
-        self.std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # sample std over seeds
-        self.n = len(values)
-        return self
-
-
-# what a trained run was given (the record's "budget"): rows differing here are not like for like
-BUDGET_FIELDS = ("max_epochs", "queries_per_epoch", "batch_size", "image_size", "pretrained", "device")
+def pretrained_value(per_backbone: dict) -> bool | str:
+    """A budget's ``pretrained`` per backbone as one comparable value: True/False where every backbone
+    agrees (so that it equals the single bool of records before it was kept per backbone), else the
+    list "resnet18=True, vit_small_patch16_224=False"."""
+    states = {bool(v) for v in per_backbone.values()}
+    if len(states) == 1:
+        return states.pop()
+    return ", ".join(f"{name}={bool(v)}" for name, v in sorted(per_backbone.items()))
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ class Column:
             if str(record.get("weights", "")).startswith("official "):
                 return "official"
             return "trained" if value else "untrained"
+        if self.key.startswith("diff_R@"):  # measured − published (``compare --published``)
+            return difference(record, int(self.key.rpartition("@")[2]))
+        if self.key == "device":
+            return device_of(record)
+        if self.key == "pretrained" and isinstance(value, dict):
+            return pretrained_value(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and self.scale != 1.0:
             return value / self.scale
         return value
@@ -67,6 +78,8 @@ class Column:
     def text(self, value) -> str:
         if value is None:
             return MISSING
+        if getattr(value, "mark", ""):  # a published figure quoted by others: †
+            return self.fmt.format(float(value)) + value.mark
         if isinstance(value, MeanStd):
             return f"{self.fmt.format(float(value))} ± {self.fmt.format(value.std)}"
         if isinstance(value, list):  # seeds 1,2,3; an image size 48×64
@@ -81,6 +94,8 @@ COLUMNS = {
     c.key: c
     for c in (
         Column("method", "method", "method"),
+        # the options that make a model differ from the paper's (e.g. balance_parts=true); "" for none
+        Column("variant", "variant", "variant", priority=2),
         Column("plugin", "plugin", "plugin", priority=6),
         Column("kd_loss", "KD loss", "distillation.kd_loss", priority=3),
         Column("backbone", "backbone", "backbone", priority=5),
@@ -104,130 +119,97 @@ COLUMNS = {
         Column("max_epochs", "max epochs", "budget.max_epochs", priority=3),
         Column("queries_per_epoch", "queries/epoch", "budget.queries_per_epoch", priority=4),
         Column("batch_size", "batch", "budget.batch_size", priority=5),
+        Column("lr", "lr", "budget.lr", "{:g}", priority=4),
+        Column("weight_decay", "weight decay", "budget.weight_decay", "{:g}", priority=4),
+        Column("negatives", "negatives", "budget.negatives", priority=4),
         Column("images_seen", "images seen", "budget.images_seen", priority=4),
         Column("image_size", "image size", "budget.image_size", priority=4),
         Column("pretrained", "pretrained", "budget.pretrained", priority=4),
-        Column("device", "device", "budget.device", priority=4),
+        Column("device", "device", "cost.device", priority=4),  # or the budget's: ``device_of``
         Column("train_s", "train s", "budget.wall_s", "{:.0f}", None, 6),
         Column("seeds", "seeds", "seeds", priority=5),
+        # a published figure beside the measured one (``compare --published``: ``results/published.py``)
+        Column("pub_R@1", "pub R@1", "published.R@1", "{:.1f}", None, 1, True),
+        Column("diff_R@1", "Δ R@1", "published.R@1", "{:+.1f}", None, 1, True),
+        Column("pub_R@5", "pub R@5", "published.R@5", "{:.1f}", None, 3, True),
+        Column("diff_R@5", "Δ R@5", "published.R@5", "{:+.1f}", None, 3, True),
+        Column("published", "published", "published.note", priority=2, per_dataset=True),
     )
 }
 COMPARE = (
     "method", "plugin", "kd_loss", "backbone", "preset", "R@1", "R@5", "R@10", "R@20",
     "dim", "params_M", "gflops", "ms_image", "ms_query", "peak_mb", "date", "run",
 )  # fmt: skip
-IDENTITY = ("method", "plugin", "kd_loss", "backbone", "preset", "weights")  # columns before the groups
+# columns before the groups
+IDENTITY = ("method", "variant", "plugin", "kd_loss", "backbone", "preset", "weights")
 ABLATION = ("kd_loss", "R@1", "R@5", "R@10", "asym_R@1", "params_M", "ms_image", "run")
+# ``compare --published``: the published figures after the Recall@N columns
+COMPARE_PUBLISHED = (
+    *COMPARE[: COMPARE.index("dim")], "pub_R@1", "diff_R@1", "pub_R@5", "diff_R@5", "published",
+    *COMPARE[COMPARE.index("dim") :],
+)  # fmt: skip
 
 
-@dataclass
-class Row:
-    runs: dict[str, Record]  # dataset → the run shown for it
-
-    @property
-    def first(self) -> Record:
-        return next(iter(self.runs.values()))
+RECALL_COLUMNS = ("R@1", "R@5", "R@10", "R@20")
 
 
-def select(records: Sequence[Record], best: bool = True, group=None) -> list[Row]:
-    """One row per run, or (``best``) per (method, KD loss, backbone, preset) with its best run on each
-    dataset by R@1 (latest on a tie). ``group``: a record's column group (default: its dataset)."""
-    group = group or (lambda r: str(r.get("dataset")))
-    if not best:
-        return [Row({group(r): r}) for r in records]
-    chosen: dict[tuple, dict[str, Record]] = {}
-    for record in sorted(records, key=lambda r: str(r.get("created", ""))):
-        identity = tuple(str(record.get(f)) for f in ("method", "distillation.kd_loss", "backbone", "preset"))
-        dataset, runs = group(record), chosen.setdefault(identity, {})
-        held = runs.get(dataset)
-        if held is None or (record.get("metrics.R@1") or -1) >= (held.get("metrics.R@1") or -1):
-            runs[dataset] = record
-    return [Row(runs) for runs in chosen.values()]
+def _folded(name: str) -> str:
+    """A metric name as ``--metric`` matches it: ``auc_pr``, ``AUC-PR`` and ``aucpr`` are one."""
+    return re.sub(r"[^a-z0-9@]", "", name.lower())
 
 
-def protocol_groups(records: Sequence[Record]):
-    """A record's column group: its dataset, or "dataset [protocol]" where runs of one dataset were
-    scored under different protocols (e.g. MSLS val-740 and the datasets_vg conversion), so that two
-    protocols never share a column."""
-    names: dict[str, set] = {}
-    for r in records:
-        names.setdefault(str(r.get("dataset")), set()).add(r.get("protocol.name"))
-
-    def group(record: Record) -> str:
-        dataset = str(record.get("dataset"))
-        if len(names.get(dataset, ())) > 1:
-            return f"{dataset} [{record.get('protocol.name') or 'protocol unknown'}]"
-        return dataset
-
-    return group
+def metric_column(name: str, records: Sequence[Record], condition: str | None = None) -> Column:
+    """The per-dataset column of a metric the records hold (``--metric auc_pr`` finds ``AUC-PR``; all
+    metrics are better higher), or of its value on one ``condition``'s queries (``--breakdown``)."""
+    recorded = sorted({k for r in records for k in (r.get("metrics") or {})})
+    found = next((n for n in recorded if _folded(n) == _folded(name)), None)
+    if found is None:
+        raise ConfigError(f"--metric {name!r}: no record holds it; recorded: {', '.join(recorded) or 'none'}")
+    fmt = "{:.1f}" if found.startswith("R@") else "{:.3f}"  # R@N, R@100P in %; the others in [0, 1]
+    if condition is None:
+        return COLUMNS.get(found) or Column(found, found, f"metrics.{found}", fmt, "max", 0, True)
+    field = f"metrics_by_condition.{condition}.{found}"
+    return Column(f"{condition}:{found}", f"{condition} {found}", field, fmt, "max", 0, True)
 
 
-# settings that do not make two runs different experiments: the seed, where results go, the machine
-IGNORED_SETTINGS = ("argv", "resume_argv", "environment", "record_extra", "seed", "out", "quiet")
+def conditions_in(records: Sequence[Record]) -> list[str]:
+    """The conditions (MSLS subtasks) the records break their metrics down by, in recorded order."""
+    return list(dict.fromkeys(c for r in records for c in (r.get("metrics_by_condition") or {})))
 
 
-def settings_key(record: Record) -> str:
-    """A fingerprint of everything a run was configured with except its seed (and output folder,
-    device, teacher run): runs with one key differ only in their seed."""
-    try:
-        config = json.loads((record.run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        config = {"budget": {k: v for k, v in (record.get("budget") or {}).items() if k in BUDGET_FIELDS}}
-    config = {k: v for k, v in config.items() if k not in IGNORED_SETTINGS}
-    for section, name in (("distill", "teacher"), ("eval", "device"), ("eval", "num_workers")):
-        if isinstance(config.get(section), dict):
-            config[section] = {k: v for k, v in config[section].items() if k != name}
-    identity = [record.get(f) for f in ("dataset", "protocol.name", "method", "distillation.kd_loss")]
-    text = json.dumps([identity, config], sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()
+def metric_columns(
+    columns: list[Column], records: Sequence[Record], metric: str | None, breakdown: bool
+) -> list[Column]:
+    """``columns`` with ``metric``'s column and, with ``breakdown``, one column per condition of it
+    (``metric`` or R@1), after the Recall@N columns."""
+    added = [] if metric is None else [metric_column(metric, records)]
+    if breakdown:
+        added += [metric_column(metric or "R@1", records, c) for c in conditions_in(records)]
+    added = [c for c in added if c not in columns]
+    recall = [i for i, c in enumerate(columns) if c.key in RECALL_COLUMNS]
+    at = recall[-1] + 1 if recall else len(columns)
+    return columns[:at] + added + columns[at:]
 
 
-MEANED = ("metrics", "asymmetric.metrics", "cost")
 # budget columns added where rows differ (wall time always differs: shown only on request)
-AUTO_BUDGET = ("epochs", "max_epochs", "queries_per_epoch", "batch_size", "images_seen", "image_size",
-               "pretrained", "device")  # fmt: skip
-
-
-def seed_means(records: Sequence[Record]) -> list[Record]:
-    """Runs that differ only in their seed merged into one record each: numbers under ``metrics``,
-    ``asymmetric.metrics`` and ``cost`` become ``MeanStd`` (mean ± sample std over the seeds); the
-    merged record's ``seeds`` lists them. A run alone stays as it is (``seeds``: its seed)."""
-    groups: dict[str, list[Record]] = {}
-    for record in records:
-        groups.setdefault(settings_key(record), []).append(record)
-    merged = []
-    for runs in groups.values():
-        runs = sorted(runs, key=lambda r: str(r.get("created", "")))
-        data = copy.deepcopy(runs[-1].data)
-        data["seeds"] = sorted({r.get("seed") for r in runs if r.get("seed") is not None}) or None
-        if len(runs) > 1:
-            for section in MEANED:
-                target = Record(runs[-1].run_dir, data).get(section)
-                if not isinstance(target, dict):
-                    continue
-                for key, value in target.items():
-                    values = [r.get(f"{section}.{key}") for r in runs]
-                    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-                    if isinstance(value, (int, float)) and not isinstance(value, bool) and numbers:
-                        target[key] = MeanStd(numbers)
-            data["run_id"] = f"{len(runs)} runs"
-        merged.append(Record(runs[-1].run_dir, data))
-    return merged
+AUTO_BUDGET = ("epochs", "max_epochs", "queries_per_epoch", "batch_size", "lr", "weight_decay", "negatives",
+               "images_seen", "image_size", "pretrained")  # fmt: skip
 
 
 def differing(rows: Sequence[Row], keys: Sequence[str]) -> list[str]:
-    """The columns of ``keys`` whose values differ between trained rows that have them."""
+    """The columns of ``keys`` whose values differ between trained rows that record them (a field an
+    older record lacks is unknown, not a difference)."""
     out = []
     for key in keys:
-        values = {json.dumps(COLUMNS[key].value(r.first)) for r in rows if r.first.get("budget")}
-        if len(values) > 1:
+        values = [COLUMNS[key].value(r.first) for r in rows if r.first.get("budget")]
+        if len({json.dumps(v) for v in values if v is not None}) > 1:
             out.append(key)
     return out
 
 
 def budget_warnings(rows: Sequence[Row]) -> list[str]:
-    """One line when trained rows had different budgets or devices; one when a trained row's budget is
-    unknown (a record from before budgets were recorded)."""
+    """One line when trained rows had different budgets; one when a trained row's budget is unknown (a
+    record from before budgets were recorded)."""
     trained = [r for r in rows if r.first.get("trained")]
     lines = []
     unknown = [r for r in trained if not r.first.get("budget")]
@@ -241,13 +223,29 @@ def budget_warnings(rows: Sequence[Row]) -> list[str]:
         parts = []
         for key in keys:
             column = COLUMNS[key]
-            values = sorted({column.text(column.value(r.first)) for r in trained if r.first.get("budget")})
-            parts.append(f"{column.header}: {' vs '.join(values)}")
+            values = [column.value(r.first) for r in trained if r.first.get("budget")]
+            texts = sorted({column.text(v) for v in values if v is not None})
+            parts.append(f"{column.header}: {' vs '.join(texts)}")
         lines.append(
-            f"warning: rows were trained with different budgets or devices ({'; '.join(parts)}): "
-            "not like for like"
+            f"warning: rows were trained with different budgets ({'; '.join(parts)}): not like for like"
         )
     return lines
+
+
+def devices(rows: Sequence[Row]) -> list[str]:
+    """The machines the rows' runs computed on (trained and evaluation-only alike), where recorded."""
+    return sorted({d for row in rows for run in row.runs.values() if (d := device_of(run)) is not None})
+
+
+def device_warnings(rows: Sequence[Row]) -> list[str]:
+    """One line when the rows come from different machines: their timings and memory do not compare."""
+    machines = devices(rows)
+    if len(machines) < 2:
+        return []
+    return [
+        f"warning: rows come from different devices ({' vs '.join(machines)}): ms/image, ms/query, "
+        "memory and training time are not comparable across them"
+    ]
 
 
 @dataclass
@@ -255,7 +253,7 @@ class Table:
     datasets: list[str]
     columns: list[Column]
     rows: list[Row]
-    notes: list[str] = dataclasses.field(default_factory=list)  # lines under the table (warnings)
+    notes: list[str] = dataclasses.field(default_factory=list)  # lines under the table (rule, warnings)
 
     def cells(self) -> list[tuple[Column, str | None]]:
         """(column, dataset) pairs in display order; dataset is None for shared columns."""
@@ -299,10 +297,16 @@ def build_table(
     sort: str | None = "R@1",
     seed_mean: bool = False,
     budget: bool = True,
+    rule: str = "val",
+    metric: str | None = None,
+    breakdown: bool = False,
 ) -> Table:
-    """The table of ``records``; ``sort`` None keeps their order. ``seed_mean``: runs that differ only
-    in their seed become one row (mean ± std). ``budget``: add the training-budget columns whose values
-    differ between the rows, and a warning line when trained rows had different budgets or devices."""
+    """The table of ``records``; ``sort`` None keeps their order (or, with ``metric``, ranks by it).
+    ``best``: one row per setting, the run ``rule`` picks (``selection.RULES``), said in a line under the
+    table. ``seed_mean``: runs that differ only in their seed (on one machine) become one row (mean ±
+    std). ``budget``: add the training-budget columns (and the device) whose values differ between the
+    rows, each with a warning line. ``metric``: add any recorded metric's column (``--metric``);
+    ``breakdown``: its (or R@1's) value per condition of the queries (MSLS's subtasks)."""
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown:
         raise ConfigError(f"unknown column {unknown[0]!r}; valid: {', '.join(COLUMNS)}")
@@ -313,19 +317,23 @@ def build_table(
         records = seed_means(records)
     group = protocol_groups(records)
     datasets = sorted({group(r) for r in records})
-    rows = select(records, best, group)
+    rows = select(records, best, group, rule)
     columns = list(columns)
-    notes = []
+    notes = selection_notes(rows, rule, seed_mean) if best else []
+    if "method" in columns and "variant" not in columns and any(r.first.get("variant") for r in rows):
+        columns.insert(columns.index("method") + 1, "variant")  # a deviation from the paper is shown
     if budget:
-        extra = differing(rows, AUTO_BUDGET)
+        extra = differing(rows, AUTO_BUDGET) + (["device"] if len(devices(rows)) > 1 else [])
         extra += ["seeds"] if seed_mean and "seeds" not in columns else []
         at = columns.index("date") if "date" in columns else len(columns)
         columns[at:at] = [k for k in extra if k not in columns]
-        notes = budget_warnings(rows)
-    table = Table(datasets, [COLUMNS[c] for c in columns], rows, notes)
-    if sort is None:
+        notes += budget_warnings(rows) + device_warnings(rows)
+    table = Table(
+        datasets, metric_columns([COLUMNS[c] for c in columns], records, metric, breakdown), rows, notes
+    )
+    if sort is None and metric is None:
         return table
-    by = COLUMNS[lookup[sort.lower()]]
+    by = COLUMNS[lookup[sort.lower()]] if sort is not None else metric_column(metric, records)
     first = next((d for d in datasets if any(d in r.runs for r in table.rows)), None)
 
     def sort_key(row: Row):

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def fits_from_data(model: nn.Module) -> bool:
-    return isinstance(model, FittedFromData)
+    """A ``FittedFromData`` model, unless it says it is not fitted in this configuration."""
+    return isinstance(model, FittedFromData) and getattr(model, "fitted_from_data", True)
 
 
 def initialise(
@@ -44,14 +45,17 @@ def initialise(
         batch_size=cfg.eval.batch_size,
         num_workers=cfg.eval.num_workers,
     )
-    chunks = []
+    chunks: dict[str, list[np.ndarray]] = {}
     model.eval().to(device)
     with torch.inference_mode():
         for images, _ in loader:
-            local = model.local_features(images.to(device)).cpu().numpy()  # (B, N, C)
-            take = rng.choice(local.shape[1], size=min(per_image, local.shape[1]), replace=False)
-            chunks.append(local[:, take].reshape(-1, local.shape[2]))
-    model.init_from_features(np.concatenate(chunks), seed=cfg.seed)
+            local = model.local_features(images.to(device))  # (B, N, C), or {part: (B, N, C)}
+            for name, part in (local if isinstance(local, dict) else {"": local}).items():
+                part = part.cpu().numpy()
+                take = rng.choice(part.shape[1], size=min(per_image, part.shape[1]), replace=False)
+                chunks.setdefault(name, []).append(part[:, take].reshape(-1, part.shape[2]))
+    features = {name: np.concatenate(parts) for name, parts in chunks.items()}
+    model.init_from_features(features if set(features) != {""} else features[""], seed=cfg.seed)
 
 
 def check_whitening(model: nn.Module, database_images: int, max_images: int = 5000) -> int:

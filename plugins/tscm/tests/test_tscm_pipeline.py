@@ -47,6 +47,14 @@ def test_run_writes_linked_teacher_and_student_records(pipeline_run):
     assert student["cost"]["descriptor_dim"] == teacher["cost"]["descriptor_dim"] == 256
 
 
+def test_the_teachers_budget_says_for_each_backbone_whether_it_was_pretrained(pipeline_run):
+    out, _ = pipeline_run
+    (teacher,) = records(out, "tscm-teacher")
+    assert teacher["budget"]["pretrained"] == {"test_resnet": False, "test_vit": False}  # --no-pretrained
+    assert teacher["budget"]["negatives"] == 2 and teacher["budget"]["weight_decay"] >= 0
+    assert teacher["cost"]["device"] == teacher["budget"]["device"] and "threads" in teacher["cost"]["device"]
+
+
 def test_ablate_reuses_the_teacher_and_writes_a_table(pipeline_run, capsys):
     out, args = pipeline_run
     teacher = Path(records(out, "tscm-student")[0]["pipeline"]["teacher_run"])

@@ -56,12 +56,16 @@ class NetVLADLoupe(nn.Module):
         self.gating = ContextGating(output_dim) if gating else nn.Identity()
         self.output_dim = output_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def samples(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, N, C) samples the NetVLAD aggregates (what its centroids live among)."""
         if x.dim() == 4:
             x = x.flatten(2).transpose(1, 2)  # (B, H·W, C): token-major, as the release's patch tokens
         if self.release_dim:
             x = x.reshape(x.shape[0], -1, self.release_dim)  # (B, N·C / release_dim, release_dim)
-        return self.gating(self.project(self.vlad(x)))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gating(self.project(self.vlad(self.samples(x))))
 
 
 class CrossAttentionBlock(nn.Module):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,19 +39,39 @@ class TSCMOptions:
         "timm",
         "timm: forward_features (class token, position embedding, final norm); release: the release's "
         "Sequential(children[:-1]) (no class token or position embedding, final norm applied)",
+        variant=True,
     )
-    release_reshape: bool = option(False, "NetVLADLoupe reads the release's token-major sample chunks")
-    vit_pretrained: bool | None = option(None, "ViT ImageNet weights; none: as --pretrained (release: false)")
+    release_reshape: bool = option(
+        False, "NetVLADLoupe reads the release's token-major sample chunks", variant=True
+    )
+    vit_pretrained: bool | None = option(
+        None, "ViT ImageNet weights; none: as --pretrained (release: false)", variant=True
+    )
     vit_patch_size: int | None = option(None, "ViT patch size; none: the ViT's own (timm resamples weights)")
     balance_parts: bool = option(
         False,
         "L2-normalise each descriptor part and weight it by √(its share of the dimensions) before the "
         "concatenation (the release concatenates raw parts: at init GeM holds ≈ 99 % of the norm)",
+        variant=True,
+    )
+    loupe_init: str = option(
+        "random",
+        "random: the NetVLADLoupe heads start from random weights (paper, release); kmeans: each head's "
+        "centroids and assignment from k-means on its own tokens of the training database, as netvlad",
+        choices=("random", "kmeans"),
+        variant=True,
+    )
+    loupe_sharpness: float = option(
+        3.0,
+        "loupe_init=kmeans: a token's nearest centroid starts this many times as likely as its second "
+        "(netvlad's demo value)",
+        above=1,
     )
     parts: str = option(
         "resnet_vlad,fused_vlad,vit_vlad,gem",
         "teacher descriptor parts kept, for ablations (e.g. gem: the ResNet+GeM branch alone); a "
         "branch no kept part needs is not computed. Fewer parts: a shorter descriptor (no student)",
+        variant=True,
     )
 
     def __post_init__(self):
@@ -136,26 +157,55 @@ class TeacherNet(nn.Module):
         self.parts = [p.strip() for p in o.parts.split(",") if p.strip()]
         sizes = {"resnet_vlad": rest // 4, "fused_vlad": rest // 2, "vit_vlad": rest // 4, "gem": c}
         self.descriptor_dim = sum(sizes[p] for p in self.parts)
-        self.backbone_facts = {**self.resnet.facts, "vit_weights": self.vit_weights}
+        self.backbone_facts = {**self.resnet.facts, "vit_weights": self.vit_weights, "vit_model": o.vit}
 
     def vit_tokens(self, images: torch.Tensor) -> torch.Tensor:
         return self.vit.forward_features(images)[:, self.vit.num_prefix_tokens :]  # (B, N_V, C_V)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def head_inputs(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The tokens each kept NetVLADLoupe head reads, and the ResNet's GeM."""
         feature_map, resnet_gem = self.resnet(images)
-        out = {"gem": resnet_gem}
-        needs = set(self.parts)
+        needs, inputs = set(self.parts), {}
         if needs & {"resnet_vlad", "fused_vlad"}:
             resnet_tokens = self.resnet_proj(feature_map.flatten(2).transpose(1, 2))  # (B, N_R, width)
         if needs & {"vit_vlad", "fused_vlad"}:
             vit_tokens = self.vit_proj(self.vit_tokens(images))  # (B, N_V, width)
         if "resnet_vlad" in needs:
-            out["resnet_vlad"] = self.resnet_vlad(resnet_tokens)
+            inputs["resnet_vlad"] = resnet_tokens
         if "fused_vlad" in needs:
-            out["fused_vlad"] = self.fused_vlad(self.encoder(vit_tokens, resnet_tokens))  # (B, N, 2·width)
+            inputs["fused_vlad"] = self.encoder(vit_tokens, resnet_tokens)  # (B, N, 2·width)
         if "vit_vlad" in needs:
-            out["vit_vlad"] = self.vit_vlad(vit_tokens)
+            inputs["vit_vlad"] = vit_tokens
+        return inputs, resnet_gem
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        inputs, resnet_gem = self.head_inputs(images)
+        out = {"gem": resnet_gem, **{name: getattr(self, name)(x) for name, x in inputs.items()}}
         return combine([out[p] for p in self.parts], self.options.balance_parts)
+
+    # ---- FittedFromData (vpr_bench.api), with ``loupe_init=kmeans`` only ----------------------------
+    @property
+    def fitted_from_data(self) -> bool:
+        return self.options.loupe_init == "kmeans"
+
+    def local_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each kept head's (B, N, C) samples, as its NetVLAD sees them."""
+        inputs, _ = self.head_inputs(images)
+        return {name: getattr(self, name).samples(x) for name, x in inputs.items()}
+
+    def init_from_features(self, features: dict[str, np.ndarray], seed: int) -> None:
+        for name, sampled in features.items():
+            getattr(self, name).vlad.init_from_features(sampled, seed, sharpness=self.options.loupe_sharpness)
+
+    whitening_dim = None  # no PCA-whitening
+
+    @property
+    def unwhitened_dim(self) -> int:
+        return self.descriptor_dim
+
+    def set_whitening(self, matrix, bias) -> None:
+        if matrix is not None:
+            raise ValueError("the TSCM teacher has no whitening")
 
 
 class StudentNet(nn.Module):

@@ -41,6 +41,8 @@ RELEASE_OPTIONS = {
     "patch_size": 16,
     "vit_variant": "release",
     "release_reshape": True,
+    "vit_pretrained": False,  # the release builds its ViT with random weights (the file holds them all)
+    "balance_parts": False,  # the release concatenates the raw descriptor parts
 }
 # what a release file decides (the CLI's explicit flags may still override image size and preprocessing)
 RELEASE_SETTINGS = {

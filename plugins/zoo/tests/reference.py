@@ -66,9 +66,10 @@ def load_as_user(method: str, path: Path, **overrides):
     return load_model(cfg, read, file_decides=False)[0].eval(), read, cfg
 
 
-def fixture_input(height: int, width: int, normalise: bool = True) -> torch.Tensor:
-    """The fixtures' input, ``torch.rand(2, 3, H, W)`` from seed 20240401, ImageNet-normalised."""
-    x = reference_input(height, width)
+def fixture_input(height: int, width: int, normalise: bool = True, batch: int = 2) -> torch.Tensor:
+    """The fixtures' input, ``torch.rand(batch, 3, H, W)`` from seed 20240401, ImageNet-normalised (the
+    batch-dependent models' fixtures draw 4 images; the first two are the others' two)."""
+    x = reference_input(height, width, batch)
     return (x - IMAGENET[0]) / IMAGENET[1] if normalise else x
 
 
@@ -107,3 +108,48 @@ def assert_a_foreign_file_fails_in_one_line(method: str, tmp_path: Path, first_m
     message = str(failure.value)
     assert "\n" not in message and f"a {method} model" in message
     assert f"missing (first: {first_missing}" in message and "unexpected (first: conv1.weight" in message
+
+
+def offline_downloads(monkeypatch, hub_dir: Path) -> list[str]:
+    """``--weights official`` without a network: the torch hub cache in ``hub_dir``, every host reachable,
+    and a download that writes an empty file and records its URL in the list returned."""
+    import io
+    import socket
+
+    urls: list[str] = []
+
+    def download(url: str, destination: str, hash_prefix=None, progress: bool = True) -> None:
+        urls.append(url)
+        Path(destination).write_bytes(b"")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub_dir))
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: io.BytesIO())  # has close()
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return urls
+
+
+def write_training_checkpoint(state: dict, path: Path) -> Path:
+    """``state`` as a training script of the deep-visual-geo-localization lineage saves it (CricaVPR's and
+    SuperVLAD's train.py): DataParallel keys under ``model_state_dict``, beside the epoch, an optimizer
+    state, numpy ``recalls`` and ``best_r5`` — which a weights-only read must take without numpy."""
+    optimizer = {
+        "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2), "exp_avg_sq": torch.zeros(2)}},
+        "param_groups": [{"lr": 1e-5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0, "params": [0]}],
+    }
+    recalls = np.array([85.0, 93.5, 95.25, 96.5])
+    return write_official(
+        state, path, wrapper="model_state_dict", prefix="module.", epoch_num=3,
+        optimizer_state_dict=optimizer, recalls=recalls, best_r5=recalls[1], not_improved_num=0,
+    )  # fmt: skip
+
+
+def in_batches(
+    describe: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, *batches
+) -> torch.Tensor:
+    """A batch-dependent model's descriptors of ``inputs`` (one row per image) described in the given
+    ``batches`` (lists of rows, one forward pass each) by ``describe``, put back in the rows' order."""
+    rows = {}
+    with torch.inference_mode():
+        for batch in batches:
+            rows.update(zip(batch, describe(inputs[batch]), strict=True))
+    return torch.stack([rows[i] for i in range(len(inputs))])

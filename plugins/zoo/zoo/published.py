@@ -2,7 +2,8 @@
 
 ``register_published`` registers a method (``vpr_bench.registry.register_method``) whose
 - presets set the official evaluation preprocessing (input size, resize order, interpolation), so it is
-  the default and lands in every record's protocol (``--image-size``/``--interpolation`` override it);
+  the default and lands in every record's protocol (``--image-size``/``--interpolation`` override it),
+  and, for a batch-dependent model, the official images per forward pass (``--eval-batch-size``);
 - ``checkpoint_reader`` reads the authors' files as downloaded — a flat state dict, a ``state_dict`` /
   ``model_state_dict`` wrapper, ``module.`` prefixes — recognises them by a key only they have, maps their
   keys to ours (``convert``) and lets the file decide the variant (backbone, descriptor size, clusters…);
@@ -27,11 +28,38 @@ from vpr_bench.api import (  # noqa: F401  (re-exported to the models)
     MethodCheckpoint,
     OfficialFile,
     Published,
+    PublishedFigure,
     register_method,
 )
 
 log = logging.getLogger(__name__)
 PRESETS = ("demo", "paper")
+
+# The benchmarks of the figures authors report: (their name, the protocol our readers give it as records
+# name it, or None where none of our readers reproduces it). Each figure holds only under its protocol.
+PITTS250K = ("Pitts250k test", "pitts250k-test-25m")
+PITTS30K = ("Pitts30k test", "pitts30k-test-25m")
+MSLS_VAL = ("MSLS val (740 queries, 18,871 database images)", "msls-val")
+MSLS_CHALLENGE = ("MSLS challenge (the six test cities, scored by the challenge server)", "msls-test")
+NORDLAND_1 = ("Nordland 1-frame (VPR-Bench lists, 2,760 queries, ±1 frame)", "nordland-vprbench")
+NORDLAND_10 = ("Nordland 10-frame (±10 frames)", None)
+TOKYO247 = ("Tokyo 24/7", "tokyo247-test-25m")
+
+
+def reported(
+    source: str, file: str | None, *rows: tuple, secondhand: bool = False, variant: str = ""
+) -> tuple[PublishedFigure, ...]:
+    """The figures one ``source`` states for one official ``file``: rows of (benchmark, protocol, R@1,
+    R@5), R@5 None where the source gives none."""
+    return tuple(
+        PublishedFigure(benchmark, protocol, r1, r5, source, secondhand, file, variant)
+        for benchmark, protocol, r1, r5 in rows
+    )
+
+
+def rows(benchmarks: tuple, recalls: tuple) -> tuple:
+    """A source table's row, as ``reported`` takes it: each (name, protocol) with its (R@1, R@5)."""
+    return tuple((*benchmark, *recall) for benchmark, recall in zip(benchmarks, recalls, strict=True))
 
 
 # convert(state) -> (our state dict, the model options the file decides); KeyError when a key is missing
@@ -70,13 +98,24 @@ def read_official(
         raise CheckpointError(
             f"{path} looks like a {name} checkpoint but lacks {exc.args[0]!r} (its first keys: {sample})"
         ) from None
-    known = any(f.name == path.name for f in published.files)
-    description = f"official {path.name}" if known else f"checkpoint:{path} ({name}, official layout)"
+    known = next((f.name for f in published.files if path.name in (f.name, cache_name(f))), None)
+    description = f"official {known}" if known else f"checkpoint:{path} ({name}, official layout)"
     backbone = options.get("backbone", published.backbone)  # the record names what the file holds
     settings = {"model.backbone": backbone, "model.options": options, **published.settings()}
     if file_settings is not None:
         settings = file_settings(settings)
     return MethodCheckpoint(path, ours, settings, description)
+
+
+def cache_name(file: OfficialFile) -> str:
+    """The file's name in the torch hub cache: its own (where ``torch.hub.load_state_dict_from_url`` puts
+    a release file), prefixed by owner and repository for a Hugging Face file (``model.safetensors`` is
+    every repository's name there)."""
+    url = urlparse(file.url)
+    if url.hostname == "huggingface.co":
+        owner, repository = url.path.strip("/").split("/")[:2]
+        return f"{owner}_{repository}_{file.name}"
+    return file.name
 
 
 def fetch_official(choice: str | None, name: str, published: Published) -> Path:
@@ -89,7 +128,7 @@ def fetch_official(choice: str | None, name: str, published: Published) -> Path:
     chosen = files.get(choice) if choice else published.files[0]
     if chosen is None:
         raise ConfigError(f"--weights official:{choice}: {name} publishes {', '.join(files)}")
-    target = Path(torch.hub.get_dir()) / "checkpoints" / chosen.name
+    target = Path(torch.hub.get_dir()) / "checkpoints" / cache_name(chosen)
     if target.is_file():
         return target
     host = urlparse(chosen.url).hostname or ""
@@ -111,6 +150,13 @@ def fetch_official(choice: str | None, name: str, published: Published) -> Path:
     return target
 
 
+def preset_settings(published: Published) -> dict:
+    """The official preprocessing and, for a batch-dependent model, the official images per forward pass
+    (``eval.batch_size``): preset values, which a replayed run's own batch size and the flag override."""
+    batch = {"eval.batch_size": published.batch_size} if published.batch_size else {}
+    return {**published.settings(), **batch}
+
+
 def register_published(
     name: str,
     description: str,
@@ -128,7 +174,7 @@ def register_published(
         options=options,
         descriptor_dim=False,
         descriptor_dim_hint="the official file decides its size (see vpr-bench list --method " + name + ")",
-        presets={preset: published.settings() for preset in PRESETS},
+        presets={preset: preset_settings(published) for preset in PRESETS},
         checkpoint_reader=functools.partial(
             read_official, name=name, published=published, convert=convert, file_settings=file_settings
         ),

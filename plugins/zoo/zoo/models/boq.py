@@ -31,7 +31,18 @@ from torch import nn
 
 from vpr_bench.api import ModelConfig, create_backbone, option
 from zoo.models._dinov2 import TIMM_NAMES, create_dinov2, official_dinov2_state
-from zoo.published import OfficialFile, Published, register_published
+from zoo.published import (
+    MSLS_CHALLENGE,
+    MSLS_VAL,
+    NORDLAND_1,
+    NORDLAND_10,
+    PITTS30K,
+    PITTS250K,
+    OfficialFile,
+    Published,
+    register_published,
+    reported,
+)
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 # (bottleneck blocks?, blocks in layer3) → the ResNet a file holds
@@ -169,6 +180,8 @@ def convert_official(state: dict) -> tuple[dict, dict]:
     return ours, options
 
 
+README = "amaralibey/Bag-of-Queries README (f9f30ae)"
+ST_LUCIA = ("St Lucia", None)  # the README does not say which St Lucia split
 PUBLISHED = Published(
     paper=(
         "A. Ali-bey, B. Chaib-draa, P. Giguère, BoQ: A Place is Worth a Bag of Learnable Queries, CVPR 2024"
@@ -183,7 +196,27 @@ PUBLISHED = Published(
             "resnet50_16384.pth", RELEASE + "resnet50_16384.pth", note="ResNet-50, 16384-d, 384×384"
         ),
     ),
-    recall_at_1=(("pitts30k-test", 93.7, "BoQ DINOv2 12288-d; amaralibey/Bag-of-Queries README (f9f30ae)"),),
+    figures=reported(
+        README,
+        "dinov2_12288.pth",
+        (*PITTS250K, 96.6, 99.1),
+        (*PITTS30K, 93.7, 97.1),
+        (*MSLS_VAL, 93.8, 96.8),
+        (*NORDLAND_1, 81.3, 92.5),
+        (*NORDLAND_10, 90.6, 96.0),
+        (*ST_LUCIA, 99.9, 100.0),
+        (*MSLS_CHALLENGE, 79.0, 90.3),
+    )
+    + reported(
+        README,
+        "resnet50_16384.pth",
+        (*PITTS250K, 95.0, 98.5),
+        (*PITTS30K, 92.4, 96.5),
+        (*MSLS_VAL, 91.2, 95.3),
+        (*NORDLAND_1, 70.7, 84.0),
+        (*NORDLAND_10, 83.1, 91.0),
+        (*ST_LUCIA, 100.0, 100.0),
+    ),
     preprocess="tensor-resize-first",
     interpolation="bicubic",
     mark="aggregator.boqs.0.queries",

@@ -29,13 +29,31 @@ from torch import nn
 
 from vpr_bench.api import ModelConfig, option
 from zoo.models._resnet import RESNET_BLOCKS, renamed_trunk, resnet_layout, resnet_trunk
-from zoo.published import OfficialFile, Published, register_published
+from zoo.published import (
+    MSLS_VAL,
+    NORDLAND_1,
+    PITTS30K,
+    PITTS250K,
+    OfficialFile,
+    Published,
+    register_published,
+    reported,
+    rows,
+)
 
 TRUNK = "backbone.model."  # the authors' prefix of the torchvision ResNet
 MARK = "aggregator.channel_pool.weight"
 FOLDER = "https://drive.google.com/drive/folders/1VYPw9uGD11NgiGFgfWueLt3noJYOIuhL"
 THIRD_PARTY_NAME = "name from gmberton/VPR-methods-evaluation (same Drive folder); not in the official repo"
 
+# the README's table, per descriptor size (C×2×2): Pitts250k, Pitts30k, MSLS val, Nordland R@1 / R@5
+NORDLAND = ("Nordland (GSV-Cities' lists: 2,760 queries, ±1 frame)", NORDLAND_1[1])
+README_FIGURES = {
+    "resnet50_ConvAP_128_2x2.ckpt": ((90.7, 96.6), (89.1, 94.6), (82.6, 90.0), (36.3, 53.1)),
+    "resnet50_ConvAP_512_2x2.ckpt": ((92.3, 97.5), (90.6, 95.1), (83.4, 90.3), (40.3, 56.6)),
+    "resnet50_ConvAP_1024_2x2.ckpt": ((92.5, 97.7), (90.5, 95.3), (83.5, 89.7), (42.6, 59.8)),
+    "resnet50_ConvAP_2048_2x2.ckpt": ((92.8, 97.7), (90.5, 95.2), (83.1, 90.3), (42.7, 58.8)),
+}
 CONVAP = Published(
     paper=(
         "Ali-bey, Chaib-draa, Giguère, GSV-Cities: Toward Appropriate Supervised Visual Place Recognition, "
@@ -54,6 +72,15 @@ CONVAP = Published(
         ),
         OfficialFile("resnet50_ConvAP_2048_2x2.ckpt", FOLDER, note="8192-d, C=2048; " + THIRD_PARTY_NAME),
         OfficialFile("resnet50_ConvAP_128_2x2.ckpt", FOLDER, note="512-d, C=128; " + THIRD_PARTY_NAME),
+    ),
+    figures=tuple(
+        figure
+        for file, recalls in README_FIGURES.items()
+        for figure in reported(
+            "amaralibey/gsv-cities README",
+            file,
+            *rows((PITTS250K, PITTS30K, MSLS_VAL, NORDLAND), recalls),
+        )
     ),
     # the notebook's input_transform: T.Resize((320, 320), BILINEAR) on the PIL image → ToTensor → Normalize
     preprocess="resize-first",

@@ -33,7 +33,17 @@ from torch import nn
 
 from vpr_bench.api import CheckpointError, GeM, L2Norm, ModelConfig, create_timm_model, normalisation, option
 from zoo.models._resnet import resnet_layout, resnet_trunk
-from zoo.published import OfficialFile, Published, register_published
+from zoo.published import (
+    MSLS_VAL,
+    PITTS30K,
+    PITTS250K,
+    TOKYO247,
+    OfficialFile,
+    Published,
+    register_published,
+    reported,
+    rows,
+)
 
 # channels of each backbone's last feature map (timm names)
 BACKBONE_CHANNELS = {"resnet18": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048, "vgg16": 512}
@@ -66,16 +76,46 @@ COSPLACE = Published(
             "https://drive.google.com/file/d/1rQAC2ZddDjzwB2OVqAcNgCFEf3gLNa9U/view?usp=sharing",
         ),
     ),
-    recall_at_1=(
-        ("pitts30k-test", 90.4, "ResNet-101; gmberton/CosPlace issue 13, the maintainer's comment"),
+    # for backbones none of the files above holds: never set beside a run (no file matches)
+    figures=tuple(
+        figure
+        for variant, recalls in (
+            ("ResNet-101, 2048-d", ((91.8, 97.5), (90.4, 95.7), (86.6, 92.0), (88.6, 95.9))),
+            ("VGG16, 512-d", ((89.7, 96.4), (88.5, 94.5), (79.5, 87.2), (82.8, 90.0))),
+        )
+        for figure in reported(
+            "gmberton/CosPlace issue 13, the maintainer's comment",
+            None,
+            *rows((PITTS250K, PITTS30K, MSLS_VAL, TOKYO247), recalls),
+            variant=variant,
+        )
     ),
     preprocess="resize-first",  # no resize at native size: ToTensor → Normalize(ImageNet)
     interpolation="bilinear",
     mark=MARK,
 )
 
-# The fixtures' README names EigenPlaces' paper, code (MIT, commit a2969f7) and architecture, not its files
-# or figures: none are listed here.
+EIGENPLACES_RELEASE = "https://github.com/gmberton/EigenPlaces/releases/download/v1.0/"
+# hubconf.py's AVAILABLE_TRAINED_MODELS (gmberton/EigenPlaces a2969f7): the descriptor sizes per backbone,
+# as the file names spell them; the first file is ``--weights official``'s (the CosPlace fixture's variant)
+EIGENPLACES_SIZES = {
+    "ResNet50": (2048, 1024, 512, 256, 128),
+    "ResNet101": (2048, 1024, 512, 256, 128),
+    "ResNet18": (512, 256),
+    "VGG16": (512,),
+}
+
+
+def eigenplaces_file(backbone: str, size: int) -> OfficialFile:
+    """``{backbone}_{size}_eigenplaces.pth``, as hubconf.py downloads it (a flat state dict)."""
+    name = f"{backbone}_{size}_eigenplaces.pth"
+    note = f"{backbone}, {size}-d (torch.hub)"
+    if size == 1024:
+        note += "; VPR-methods-evaluation's parser does not offer 1024"
+    return OfficialFile(name, EIGENPLACES_RELEASE + name, note=note)
+
+
+SF_XL_V1 = ("SF-XL test v1", None)  # no reader here names SF-XL's v1 test set
 EIGENPLACES = Published(
     paper=(
         "Berton, Trivigno, Caputo, Masone, EigenPlaces: Training Viewpoint Robust Models for Visual Place "
@@ -85,8 +125,20 @@ EIGENPLACES = Published(
     descriptor_dim=2048,
     input_size=None,
     licence="MIT (gmberton/EigenPlaces)",
-    files=(),
-    preprocess="resize-first",
+    files=tuple(eigenplaces_file(b, size) for b, sizes in EIGENPLACES_SIZES.items() for size in sizes),
+    figures=reported(
+        "quoted in gmberton/EigenPlaces issue 4",
+        "ResNet50_2048_eigenplaces.pth",
+        (*SF_XL_V1, 84.1, None),
+        secondhand=True,
+    )
+    + reported(
+        "quoted in gmberton/EigenPlaces issue 3",
+        "ResNet50_128_eigenplaces.pth",
+        (*SF_XL_V1, 72.4, None),
+        secondhand=True,
+    ),
+    preprocess="resize-first",  # test_dataset.py: ToTensor → Normalize(ImageNet) at native size
     interpolation="bilinear",
     mark=MARK,
 )

@@ -32,7 +32,7 @@ from torch import nn
 
 from vpr_bench.api import CheckpointError, ConfigError, ModelConfig, option
 from zoo.models._resnet import RESNET_BLOCKS, renamed_trunk, resnet_layout, resnet_trunk
-from zoo.published import OfficialFile, Published, register_published
+from zoo.published import MSLS_VAL, PITTS30K, PITTS250K, OfficialFile, Published, register_published, reported
 
 TRUNK = "backbone.model."  # the authors' prefix of the torchvision ResNet
 MARK = "aggregator.row_proj.weight"
@@ -61,7 +61,13 @@ MIXVPR = Published(
             note="128-d; the README gives only the size: name and 64×2 from gmberton/VPR-methods-evaluation",
         ),
     ),
-    recall_at_1=(("pitts30k-test", 91.6, "ResNet-50, 4096-d; amaralibey/MixVPR README"),),
+    figures=reported(
+        "amaralibey/MixVPR README",
+        "resnet50_MixVPR_4096_channels(1024)_rows(4).ckpt",
+        (*PITTS250K, 94.3, 98.2),
+        (*PITTS30K, 91.6, 95.5),
+        (*MSLS_VAL, 88.2, 93.1),
+    ),
     # The validation datasets that produced the paper's figures resize with T.Resize((320, 320)) on the
     # PIL image (bilinear: their BICUBIC line is commented out); demo.py resizes bicubic.
     preprocess="resize-first",

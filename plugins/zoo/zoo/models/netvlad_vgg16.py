@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from vpr_bench.api import L2Norm, ModelConfig, NetVLAD, create_timm_model, normalisation, option
-from zoo.published import OfficialFile, Published, register_published
+from zoo.published import PITTS30K, OfficialFile, Published, register_published, reported
 
 CONV5_3_END = 29  # vgg16.features[:29]: conv1_1 … conv5_3, before conv5_3's ReLU and the last max-pool
 VGG16_CHANNELS = 512
@@ -56,6 +56,14 @@ PUBLISHED = Published(
         _official("pitts_WPCA128.pth.tar", "Pittsburgh, K=64, 128-d"),
         _official("mapillary_WPCA512.pth.tar", "Mapillary, K=16, 512-d"),
         _official("mapillary_WPCA128.pth.tar", "Mapillary, K=16, 128-d"),
+    ),
+    # the paper's own model (its MATLAB release), which none of these files holds: never set beside a run
+    figures=reported(
+        "paper Table 1, quoted in Nanne/pytorch-NetVlad README",
+        None,
+        (*PITTS30K, 84.1, 94.6),
+        secondhand=True,
+        variant="the paper's model (MATLAB release), not these files",
     ),
     preprocess="resize-first",  # PIL Resize((480, 640)) → ToTensor → Normalize(ImageNet)
     interpolation="bilinear",

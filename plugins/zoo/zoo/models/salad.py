@@ -30,7 +30,16 @@ from torch import nn
 
 from vpr_bench.api import ConfigError, ModelConfig, option
 from zoo.models._dinov2 import TIMM_NAMES, create_dinov2, official_dinov2_state
-from zoo.published import OfficialFile, Published, register_published
+from zoo.published import (
+    MSLS_CHALLENGE,
+    MSLS_VAL,
+    NORDLAND_1,
+    PITTS30K,
+    OfficialFile,
+    Published,
+    register_published,
+    reported,
+)
 
 SINKHORN_ITERATIONS = 3
 
@@ -148,6 +157,20 @@ PUBLISHED = Published(
             note="loaded by hubconf.dinov2_salad; the README's Google Drive copy (eval.py), same layout: "
             "https://drive.google.com/file/d/1u83Dmqmm1-uikOPr58IIhfIzDYwFxCy1/view?usp=sharing",
         ),
+    ),
+    figures=reported(
+        "serizba/salad README",
+        "dino_salad.ckpt",
+        (*MSLS_VAL, 92.2, 96.4),
+        ("Nordland (its evaluation lists: 2,760 queries, ±1 frame)", NORDLAND_1[1], 76.0, 89.2),
+        (*MSLS_CHALLENGE, 75.0, 88.8),
+    )
+    + reported(
+        "paper Table 3, quoted in serizba/salad issue 6",
+        "dino_salad.ckpt",
+        (*PITTS30K, 95.1, 98.5),
+        ("SPED", None, 92.1, 96.2),
+        secondhand=True,
     ),
     preprocess="resize-first",
     interpolation="bilinear",
