@@ -179,6 +179,9 @@ class TeacherNet(nn.Module):
         return inputs, resnet_gem
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # the heads run after all their inputs: the same computation as before 2026-12-07 (the release's
+        # outputs, to float rounding), but the backward sums gradients in another order, so a from-scratch
+        # training run's figures differ from those of the earlier order by float rounding amplified
         inputs, resnet_gem = self.head_inputs(images)
         out = {"gem": resnet_gem, **{name: getattr(self, name)(x) for name, x in inputs.items()}}
         return combine([out[p] for p in self.parts], self.options.balance_parts)
