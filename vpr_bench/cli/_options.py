@@ -14,7 +14,7 @@ import click
 
 from vpr_bench.config import SECTIONS, RunConfig, resolve
 from vpr_bench.errors import VPRBenchError
-from vpr_bench.settings import Setting, declared, default_of, flag_of
+from vpr_bench.settings import Setting, declared, flag_of
 
 log = logging.getLogger("vpr_bench")
 
@@ -118,11 +118,7 @@ def build_config(options: dict[str, Any], from_file: dict | None = None, config_
     for key in ("model.method", "data.dataset"):
         if not values.get(key) and not (config_file or {}).get(key):
             raise click.UsageError(f"missing option --{key.split('.')[1]}")
-    preset = (
-        values.pop("preset", None)
-        or (config_file or {}).get("preset")
-        or default_of({f.name: f for f in dataclasses.fields(RunConfig)}["preset"])
-    )
+    preset = values.pop("preset", None) or (config_file or {}).get("preset") or RunConfig().preset
     cfg = resolve(preset, values, from_file, config_file)
     if cfg.train.tensorboard or cfg.train.log_dir:  # fail at start-up, not after the first epoch
         from vpr_bench.training.curves import require_tensorboard

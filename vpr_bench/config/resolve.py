@@ -47,18 +47,14 @@ def check_against_file(given: dict[str, Any], from_file: dict[str, Any]) -> None
         mine = given.get(key)
         if key == "model.options":
             for name, option in (mine or {}).items():  # an option the file does not hold stays free
-                held = value.get(name, _UNKNOWN)
-                if held is not _UNKNOWN and str(option).lower() != str(held).lower():
+                if name in value and str(option).lower() != str(value[name]).lower():
                     raise ConfigError(
                         f"--model-option {name}={option} contradicts the checkpoint, which holds "
-                        f"{name}={held}; drop the option"
+                        f"{name}={value[name]}; drop the option"
                     )
         elif mine is not None and mine != value:
             flag = "--" + key.split(".", 1)[1].replace("_", "-")
             raise ConfigError(f"{flag} {mine} contradicts the checkpoint, which holds {value}; drop {flag}")
-
-
-_UNKNOWN = object()
 
 
 def _spec(method: str | None):

@@ -31,7 +31,7 @@ from torch import nn
 
 from vpr_bench.api import ConfigError, ModelConfig, option
 from zoo.models._dinov2 import TIMM_NAMES, create_dinov2, official_dinov2_state
-from zoo.models.salad import SALAD
+from zoo.models.salad import SALAD, aggregator_options
 from zoo.published import OfficialFile, Published, register_published
 
 PATCH = 14
@@ -107,10 +107,7 @@ def convert_official(state: dict) -> tuple[dict, dict]:
             ours[key] = value  # unknown: loading names it as unexpected
     options = {
         "backbone": backbone,
-        "clusters": state["aggregator.agg.score.3.weight"].shape[0],
-        "cluster_dim": state["aggregator.agg.cluster_features.3.weight"].shape[0],
-        "token_dim": state["aggregator.agg.token_features.2.weight"].shape[0],
-        "hidden": state["aggregator.agg.score.0.weight"].shape[0],
+        **aggregator_options(state, "aggregator.agg."),
         "descriptor_dim": state["aggregator.linear.weight"].shape[0],
     }
     return ours, options

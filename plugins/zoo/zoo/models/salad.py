@@ -134,14 +134,17 @@ def convert_official(state: dict) -> tuple[dict, dict]:
     """An official ``VPRModel`` state dict → ours, and the options its shapes decide."""
     ours, backbone = official_dinov2_state(state, "backbone.model.", "backbone.vit.")
     ours.update({k: v for k, v in state.items() if k.startswith("aggregator.")})
-    options = {
-        "backbone": backbone,
-        "clusters": state["aggregator.score.3.weight"].shape[0],
-        "cluster_dim": state["aggregator.cluster_features.3.weight"].shape[0],
-        "token_dim": state["aggregator.token_features.2.weight"].shape[0],
-        "hidden": state["aggregator.score.0.weight"].shape[0],
+    return ours, {"backbone": backbone, **aggregator_options(state, "aggregator.")}
+
+
+def aggregator_options(state: dict, prefix: str) -> dict:
+    """The SALAD aggregator's sizes, read from the shapes of its official keys under ``prefix``."""
+    return {
+        "clusters": state[prefix + "score.3.weight"].shape[0],
+        "cluster_dim": state[prefix + "cluster_features.3.weight"].shape[0],
+        "token_dim": state[prefix + "token_features.2.weight"].shape[0],
+        "hidden": state[prefix + "score.0.weight"].shape[0],
     }
-    return ours, options
 
 
 PUBLISHED = Published(
