@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python benchmarks/mining.py
 	$(BIN)/python benchmarks/kd_loss.py
 	$(BIN)/python benchmarks/matching.py
+	$(BIN)/python benchmarks/scale.py  # a 1 GB memory-mapped database, written once per run
 	$(BIN)/python benchmarks/eval_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py  # demo and paper-size TSCM (minutes on a CPU)
 	$(BIN)/python benchmarks/memory.py  # makes a 92k-image synthetic set once (minutes)

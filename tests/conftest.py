@@ -7,6 +7,7 @@ from vpr_bench.testing import (  # noqa: F401  (fixtures and helpers)
     data_dir,
     isolated_cwd,
     make_folder_dataset,
+    opened_images,
     synthetic_root,
     tiny_config,
     utm_name,

@@ -96,7 +96,8 @@ ALLOWED = {
     "datasets": {"config", "errors", "registry", "_io"},
     "methods": {"config", "errors", "layers", "options", "registry", "checkpoints"},
     "losses": {"errors", "registry"},
-    "evaluation": {"config", "datasets", "devices", "errors", "registry"},  # devices: the cost's device name
+    # devices: the cost's device name; distributed: extraction shared over torchrun's ranks; _io: free space
+    "evaluation": {"config", "datasets", "devices", "distributed", "errors", "registry", "_io"},
     "checkpoints": {"errors", "registry"},
     "distributed": {"errors"},
     "devices": {"errors"},

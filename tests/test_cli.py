@@ -163,7 +163,7 @@ def test_datasets_synth_makes_a_dataset_once(tmp_path, capsys):
         (["--batch-size", "-1"], "error: --batch-size must be ≥ 1"),
         (["--lr", "0"], "error: --lr must be > 0"),
         (["--negatives", "5", "--negative-samples", "2"], "error: --negative-samples must be ≥ --negatives"),
-        (["--loss", "nope"], "error: --loss 'nope' is not one of triplet"),
+        (["--loss", "nope"], "error: --loss 'nope' is not one of circle, contrastive, multi-similarity"),
     ],
 )
 def test_invalid_training_options(args, message, capsys, data_dir):

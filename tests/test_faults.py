@@ -1,4 +1,5 @@
-"""Faults that must never lose work: a full disk mid-checkpoint or mid-record, concurrent writers.
+"""Faults that must never lose work: a full disk mid-checkpoint or mid-record, a full disk before the
+descriptors or the image cache are written (one line, nothing left behind), concurrent writers.
 
 (The other faults of the suite live beside the code they exercise: corrupt/missing images and wrong or
 truncated .mat files in tests/datasets, unknown names and invalid options in tests/test_cli.py and
@@ -11,14 +12,19 @@ import errno
 import json
 import multiprocessing
 import os
+import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from vpr_bench import _io
 from vpr_bench.errors import VPRBenchError
+from vpr_bench.evaluation.scratch import scratch_prefix
 from vpr_bench.results import load_records, new_run_dir, write_record
 from vpr_bench.runner import train_run
-from vpr_bench.testing import TINY_TRAINING, tiny_config
+from vpr_bench.testing import TINY_CLI, TINY_TRAINING, run_cli, tiny_config
 from vpr_bench.training import state as ckpt
 
 
@@ -92,3 +98,86 @@ def test_concurrent_runs_never_clobber_each_other(tmp_path):
     assert sorted(r.get("metrics.R@1") for r in records) == sorted(
         w * 100 + i for w in range(4) for i in range(10)
     )
+
+
+# ---- a full disk while describing: a memory-mapped write there would end the process with SIGBUS -----
+
+
+def full_disk(monkeypatch, free: int = 0, under=None) -> None:
+    """The file system of every folder (of those ``under`` a folder) reports ``free`` bytes free."""
+    real = shutil.disk_usage
+
+    def disk_usage(path):
+        usage = real(path)
+        return usage._replace(free=free) if under is None or str(path).startswith(str(under)) else usage
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+
+
+def eval_args(root, out, *extra) -> list[str]:
+    return ["eval", "--method", "gem", "--dataset", f"folder:{root}", "--out", str(out), *TINY_CLI, *extra]
+
+
+def leftovers(out) -> list:
+    return [p for p in out.rglob(".descriptors-*")]
+
+
+def test_disk_full_before_the_descriptors_are_written_is_one_line_and_leaves_nothing(
+    synthetic_root, tmp_path, monkeypatch, capsys
+):
+    assert run_cli(eval_args(synthetic_root, tmp_path), capsys)[0] == 0  # an earlier record
+    full_disk(monkeypatch)
+    code, _, err = run_cli(eval_args(synthetic_root, tmp_path, "--image-cache", "off"), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    expected = r"error: not enough free space in .*/\.descriptors-[^ ]* for 40x\d+ float32 descriptors: "
+    assert re.search(expected + r"[\d.]+ KiB needed, 0 B free; free some space there", err), err
+    monkeypatch.undo()
+    assert leftovers(tmp_path) == [] and len(load_records(tmp_path)) == 1  # the earlier record intact
+
+
+def test_disk_full_while_allocating_the_descriptors_is_one_line_and_leaves_nothing(
+    synthetic_root, tmp_path, monkeypatch, capsys
+):
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)  # the space went between the check and the write
+    code, _, err = run_cli(eval_args(synthetic_root, tmp_path, "--image-cache", "off"), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(r"cannot write 40x\d+ float32 descriptors to .*database\.npy: No space left on dev", err)
+    assert leftovers(tmp_path) == [] and load_records(tmp_path) == []
+
+
+def test_a_given_image_cache_on_a_full_disk_is_one_line_naming_it_and_the_size(
+    synthetic_root, tmp_path, monkeypatch, capsys
+):
+    cache = tmp_path / "image-cache-given"
+    full_disk(monkeypatch, free=5000)
+    code, _, err = run_cli(eval_args(synthetic_root, tmp_path, "--image-cache", str(cache)), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"error: --image-cache {cache}: not enough free space in {cache} for 40 decoded images" in err
+    assert "160.0 KiB needed, 4.9 KiB free" in err  # 40 database images of 32x32x3: a 4 KiB block each
+    assert not cache.exists() and leftovers(tmp_path) == []
+
+
+def test_the_default_image_cache_on_a_full_disk_warns_once_and_the_run_goes_on(
+    synthetic_root, tmp_path, monkeypatch, capsys
+):
+    full_disk(monkeypatch, free=5000, under=os.environ["VPR_BENCH_IMAGE_CACHE"])  # the tests' default
+    code, _, err = run_cli(eval_args(synthetic_root, tmp_path, "--image-cache", "auto"), capsys)
+    warnings = [line for line in err.splitlines() if "image cache" in line]
+    assert code == 0 and len(warnings) == 1 and "needed" in warnings[0]
+    assert len(load_records(tmp_path)) == 1 and leftovers(tmp_path) == []
+
+
+def test_a_killed_evaluations_scratch_is_removed_by_the_next_one(synthetic_root, tmp_path, capsys):
+    assert run_cli(eval_args(synthetic_root, tmp_path), capsys)[0] == 0
+    (run_dir,) = tmp_path.glob("*/*/*")
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()  # its pid is now that of an ended process, as a SIGKILLed evaluation's would be
+    host = scratch_prefix().split("-")[2]
+    left = run_dir / f".descriptors-{killed.pid}-{host}-x1y2z3"
+    left.mkdir()
+    (left / "database.npy").write_bytes(bytes(10_000))
+    assert run_cli(eval_args(synthetic_root, tmp_path), capsys)[0] == 0  # a new run beside it
+    assert not left.exists() and leftovers(tmp_path) == []

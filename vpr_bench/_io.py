@@ -1,10 +1,13 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one; the free space a
+large file needs, checked before it is written."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,3 +65,46 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def require_free_space(folder: str | os.PathLike, nbytes: int, what: str, fix: str = "") -> None:
+    """A ``WriteError`` naming ``folder`` and the size needed when its file system has fewer than
+    ``nbytes`` free (``folder`` need not exist yet: its nearest existing parent is asked). Writing into
+    a memory-mapped file on a full disk kills the process with SIGBUS and no message; this check is the
+    message. ``fix``: what the user can do, added to it."""
+    free = free_space(folder)
+    if free < nbytes:
+        raise WriteError(
+            f"not enough free space in {folder} for {what}: {format_bytes(nbytes)} needed, "
+            f"{format_bytes(free)} free{'; ' + fix if fix else ''}"
+        )
+
+
+def free_space(folder: str | os.PathLike) -> int:
+    """Bytes free for an unprivileged user on the file system that holds (or would hold) ``folder``."""
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def reserve(path: str | os.PathLike, what: str) -> None:
+    """Allocate the blocks of the file ``path`` now (``posix_fallocate``), so that writing it through a
+    memory map later cannot meet a full disk (SIGBUS): a full disk is a ``WriteError`` here instead.
+    Where the platform or file system lacks the call, the free-space check stands alone."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise WriteError(f"cannot write {what} to {path}: {exc.strerror}") from exc
+
+
+def format_bytes(nbytes: float) -> str:
+    """``512 B``, ``3.2 MiB``, ``1.5 GiB``."""
+    units, power = ("B", "KiB", "MiB", "GiB", "TiB"), 0
+    while abs(nbytes) >= 1024 and power < len(units) - 1:
+        nbytes, power = nbytes / 1024, power + 1
+    return f"{nbytes:.0f} B" if power == 0 else f"{nbytes:.1f} {units[power]}"

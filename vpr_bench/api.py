@@ -38,6 +38,7 @@ from vpr_bench.evaluation.scoring import MetricInputs, MetricResult
 from vpr_bench.layers import GeM, L2Norm, NetVLAD
 from vpr_bench.methods import build_method
 from vpr_bench.methods.backbones import create_backbone, create_timm_model, normalisation
+from vpr_bench.methods.parts import leading_stages, trainable_parts
 from vpr_bench.models_io import LoadedWeights, load_model
 from vpr_bench.options import NoOptions, option
 from vpr_bench.published import OfficialFile, Published, PublishedFigure
@@ -59,7 +60,7 @@ from vpr_bench.runner import evaluate_and_record as evaluate
 from vpr_bench.runner import seed_everything
 from vpr_bench.runner import train_run as train
 from vpr_bench.settings import setting
-from vpr_bench.spec import MethodSpec
+from vpr_bench.spec import MethodSpec, TrainedParts
 from vpr_bench.training import state as training_state
 from vpr_bench.training.trainer import Trainer
 from vpr_bench.training.tuples import batch_rows
@@ -69,7 +70,7 @@ __all__ = [
     "register_method", "register_pipeline", "register_dataset", "register_metric", "register_loss",
     "register_kd_loss", "register_distance", "register_reduction", "MethodSpec", "option", "setting",
     "NoOptions", "Published", "PublishedFigure", "OfficialFile", "METHODS", "KD_LOSSES", "MetricInputs",
-    "MetricResult",
+    "MetricResult", "TrainedParts",
     "load_all",
     # configuration and data
     "load_split",
@@ -77,6 +78,7 @@ __all__ = [
     "resolve_config", "apply_file_settings", "check_setting",
     # models: building blocks, building, loading weights files
     "build_method", "create_backbone", "create_timm_model", "normalisation", "GeM", "L2Norm", "NetVLAD",
+    "leading_stages", "trainable_parts",
     "load_model", "LoadedWeights", "MethodCheckpoint", "read_method_checkpoint",
     "refuse_folder_of_runs",
     # training and evaluating a configuration

@@ -25,7 +25,7 @@ from vpr_bench.devices import resolve_device
 from vpr_bench.errors import VPRBenchError
 from vpr_bench.evaluation.engine import evaluate
 from vpr_bench.evaluation.scoring import soft_ground_truth
-from vpr_bench.methods import build_method, check_model_config
+from vpr_bench.methods import build_method, check_model_config, check_trainable
 from vpr_bench.models_io import load_model
 from vpr_bench.registry import METHODS, PIPELINES
 from vpr_bench.results.descriptors import StoredDescriptors, descriptor_saver, kept_fields, read_descriptors
@@ -34,6 +34,7 @@ from vpr_bench.results.store import new_run_dir, write_record
 from vpr_bench.settings import variant_of
 from vpr_bench.training import fitting
 from vpr_bench.training import state as ckpt
+from vpr_bench.training.places import load_training_set, trainer_class
 from vpr_bench.training.record import training_budget, training_section
 
 log = logging.getLogger("vpr_bench")
@@ -173,11 +174,15 @@ def evaluate_and_record(
     extra: dict | None = None,
     method: str | None = None,
     kept: StoredDescriptors | None = None,
-) -> Path:
+) -> Path | None:
     """The one evaluation path of every method, symmetric or asymmetric (``database_model``: the
     database described by another model): a new run folder with run.log, config.json (with argv) and the
     record; the run folder. ``kept``: descriptors a run kept, evaluated instead of running ``model``
-    (None)."""
+    (None). Under torchrun every rank calls it; rank 0 records, the others extract their share (None)."""
+    if not distributed.is_main():
+        if kept is None:  # kept descriptors: rank 0 alone evaluates them, no model runs
+            evaluate(model, split, cfg, device, database_model=database_model, sharded=True)
+        return None
     method = method or cfg.model.method
     run_dir = new_run_dir(cfg.out, dataset_name, method)
     handler = attach_log(run_dir)
@@ -194,7 +199,7 @@ def evaluate_and_record(
         )
         header = record_header(cfg, dataset_name, command, weights, trained)
         keep = descriptor_saver(run_dir, split, cfg, {**header, **(extra or {}), "method": method})
-        reuse = {"given": kept.arrays(), "model_cost": kept.model_cost} if kept else {}
+        reuse = {"given": kept.arrays(), "model_cost": kept.model_cost} if kept else {"sharded": True}
         evaluation = evaluate(
             model, split, cfg, device, run_dir=run_dir, database_model=database_model, keep=keep, **reuse
         )
@@ -241,7 +246,7 @@ class _Training:
     cfg: RunConfig
     device: torch.device
     dataset_name: str
-    train: Split
+    train: Split  # or a set of places (GSV-Cities: datasets.places)
     val: Split
     test: Split
     model: nn.Module
@@ -315,6 +320,7 @@ def _read_run_config(run_dir: Path) -> tuple[RunConfig, dict | None]:
 def _prepare(cfg: RunConfig) -> _Training:
     """Join the other ranks (under ``torchrun``), seed, read the splits and build the model. A rank other
     than 0 works on a quiet copy of ``cfg``: one set of progress bars and logs, rank 0's."""
+    check_trainable(cfg.model.method)  # an evaluation-only published model fails before any work
     if cfg.eval.no_labels or cfg.eval.descriptors:  # e.g. an eval's config.json replayed by run --config
         raise VPRBenchError("eval.no_labels and eval.descriptors apply to vpr-bench eval, not to training")
     distributed.init(cfg.eval.device)
@@ -322,8 +328,8 @@ def _prepare(cfg: RunConfig) -> _Training:
         cfg = dataclasses.replace(cfg, quiet=True)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.eval.device)
-    dataset_name, train = load_split(cfg.data, "train")
-    _, val = load_split(cfg.data, "val")
+    train = load_training_set(cfg)  # --dataset's train split, or --train-dataset's (GSV-Cities: places)
+    dataset_name, val = load_split(cfg.data, "val")
     _, test = load_split(cfg.data, cfg.eval.split)
     for scored in (val, test):  # no ground truth or a wrong --soft-radius fails before training
         scored.require_labels()
@@ -344,13 +350,12 @@ def _new_training_dir(session: _Training, extra: dict | None) -> Path:
 def _train_and_test(session: _Training, run_dir: Path, extra: dict | None, start: Callable) -> Path:
     """Build the method's trainer, ``start(trainer)`` (fresh or resumed), train; rank 0 then tests the
     best weights and writes the record."""
-    from vpr_bench.training.trainer import Trainer
 
     cfg, main = session.cfg, distributed.is_main()
     handler = attach_log(run_dir) if main else logging.NullHandler()
     try:
-        trainer_class = METHODS.get(cfg.model.method).spec.trainer or Trainer
-        trainer = trainer_class(session.model, cfg, session.train, session.val, session.device, run_dir)
+        chosen = trainer_class(cfg, METHODS.get(cfg.model.method).spec.trainer)  # place batches: a mixin
+        trainer = chosen(session.model, cfg, session.train, session.val, session.device, run_dir)
         start(trainer)
         started = time.perf_counter()
         progress = trainer.fit()

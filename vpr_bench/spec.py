@@ -20,6 +20,16 @@ from vpr_bench.published import Published
 
 
 @dataclass(frozen=True)
+class TrainedParts:
+    """Which parts of a method's network train and which stay frozen, in words, as its paper trains it. A
+    run's record lists the parameters as built (``training.parts``, ``vpr_bench.methods.parts``)."""
+
+    trains: str  # "layer3 of the trunk, the mixers and both projections"
+    frozen: str = "nothing"  # "conv1, bn1, layer1, layer2 (when the trunk starts from pretrained weights)"
+    source: str = ""  # where its code says so: "amaralibey/MixVPR 4043915 main.py (layers_to_freeze=2)"
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     options: type = NoOptions
     """The typed options dataclass ``--model-option KEY=VALUE`` fills (unknown keys fail by name)."""
@@ -37,6 +47,19 @@ class MethodSpec:
     """``fetch(file_name | None) -> Path``: the authors' published file (``--weights official[:FILE]``)."""
     published: Published | None = None
     """The facts of a published model, shown by ``vpr-bench list``."""
+    trainable: bool = True
+    """Whether ``vpr-bench run`` trains it; False: evaluation only (its authors' files): ``run`` refuses."""
+    trained_parts: TrainedParts = TrainedParts("every parameter")
+    """Which parts train and which stay frozen, as its paper trains it (``vpr-bench list --method NAME``)."""
+
+    def training_lines(self) -> list[str]:
+        """Whether and how it trains, as ``vpr-bench list --method NAME`` shows it."""
+        if not self.trainable:
+            return ["trainable: no (evaluation of its authors' files only; vpr-bench run refuses it)"]
+        parts = self.trained_parts
+        source = [f"  as in: {parts.source}"] if parts.source else []
+        trains, frozen = f"  trains: {parts.trains}", f"  frozen: {parts.frozen}"
+        return ["trainable: yes (vpr-bench run)", trains, frozen, *source]
 
 
 def make_spec(kind: str, name: str, spec_type: type, attributes: dict[str, Any]) -> Any:

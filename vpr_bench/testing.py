@@ -113,10 +113,26 @@ def data_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_cwd(tmp_path, monkeypatch):
-    """Relative defaults (results/, datasets/) land in the test's own folder, never the project's."""
+def isolated_cwd(tmp_path, tmp_path_factory, monkeypatch):
+    """Relative defaults (results/, datasets/) land in the test's own folder, never the project's; the
+    default image cache in a folder of the test's own beside it (not inside: tests glob their folder),
+    never the user's ~/.cache."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VPR_BENCH_DATA", str(tmp_path / "datasets"))
+    monkeypatch.setenv("VPR_BENCH_IMAGE_CACHE", str(tmp_path_factory.mktemp("image-cache")))
+
+
+@pytest.fixture
+def opened_images(monkeypatch) -> list[str]:
+    """Every image file PIL opens from now on, in order (with ``eval.num_workers`` 0: in this process)."""
+    calls, real = [], Image.open
+
+    def counting(fp, *args, **kwargs):
+        calls.append(str(fp))
+        return real(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting)
+    return calls
 
 
 # ---- reference models: weights rebuilt from key names (the fixtures under tests/data) --------
@@ -212,3 +228,48 @@ def _cell(strings: list[str]) -> np.ndarray:
     cell = np.empty((len(strings), 1), dtype=object)
     cell[:, 0] = strings
     return cell
+
+
+# ---- GSV-Cities as downloaded: Dataframes/<City>.csv and Images/<City>/ (tests of place batches) -------
+
+GSV_HEADER = ("place_id", "year", "month", "northdeg", "city_id", "lat", "lon", "panoid")
+
+
+def make_gsv_cities(
+    root: str | Path,
+    places: dict[str, list[int]] | None = None,
+    index_column: tuple[str, ...] = (),
+    size: tuple[int, int] = (32, 32),
+) -> dict[str, list[tuple[int, Path]]]:
+    """A tiny GSV-Cities tree: for each city, places with the given numbers of images (default: three
+    cities, places of 4–6 images; Boston's place 2 has 3, fewer than K = 4), each image the city's
+    pattern, changed a little for its place, under its own strong noise (places not told apart at once);
+    the CSVs of the cities in ``index_column`` start with pandas' unnamed index column. Latitudes are
+    written with a trailing zero ("42.35010"): the file name has pandas' text ("42.3501").
+    Returns city → [(place id, image path)]."""
+    root = Path(root)
+    places = places or {"London": [4, 5, 6, 4], "Boston": [5, 4, 3, 6], "OSL": [6, 4, 5, 4]}
+    written: dict[str, list[tuple[int, Path]]] = {}
+    for c, (city, sizes) in enumerate(places.items()):
+        (root / "Images" / city).mkdir(parents=True, exist_ok=True)
+        (root / "Dataframes").mkdir(parents=True, exist_ok=True)
+        lines, written[city] = [], []
+        base = np.random.default_rng([c]).integers(60, 196, size=(4, 4, 3))  # one look for the city
+        for place, count in enumerate(sizes):
+            pattern = base + np.random.default_rng([c, place]).integers(-40, 41, size=(4, 4, 3))
+            for i in range(count):
+                year, month, deg = 2010 + i, 1 + (7 * i) % 12, (45 * i) % 360
+                lat, lon, pano = f"{42 + c}.{place:02d}{i}10", f"-71.0{place}{i}", f"pano{c}{place}x{i}_-Z"
+                numbers = f"{place:07d}_{year:04d}_{month:02d}_{deg:03d}_{float(lat)}_{float(lon)}"
+                name = f"{city}_{numbers}_{pano}.jpg"
+                noise = np.random.default_rng([c, place, i]).integers(-50, 51, size=(*size, 3))
+                pixels = np.kron(pattern, np.ones((size[0] // 4, size[1] // 4, 1))) + noise
+                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / "Images" / city / name)
+                lines.append([str(place), str(year), str(month), str(deg), city, lat, lon, pano])
+                written[city].append((place, root / "Images" / city / name))
+        header = list(GSV_HEADER)
+        if city in index_column:
+            header, lines = ["", *header], [[str(i), *line] for i, line in enumerate(lines)]
+        text = "\n".join(",".join(row) for row in [header, *lines]) + "\n"
+        (root / "Dataframes" / f"{city}.csv").write_text(text)
+    return written

@@ -204,3 +204,29 @@ def test_a_batch_independent_model_has_no_batching_in_its_protocol(synthetic_roo
         "batching"
         not in evaluate(Sleepy(), _split(cfg), cfg, CPU, count_flops=False, time_model=False).protocol
     )
+
+
+def test_flops_are_counted_for_a_model_passing_a_parameter_to_a_submodule():
+    """BoQ passes its learned queries to an attention module: the counter's module tracker used to fail on
+    that under no_grad (the record then had no GFLOPs); the parameters keep their requires_grad."""
+    from vpr_bench.evaluation.sections import gflops_per_image
+
+    class Queries(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.queries = torch.nn.Parameter(torch.randn(1, 4, 8))
+            self.attend = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+
+        def forward(self, images):
+            features = self.conv(images).flatten(2).mean(2)  # (B, 8)
+            queries = self.queries.expand(len(images), -1, -1)  # a view of a parameter, as BoQ's
+            queries = self.attend(queries, queries, queries, need_weights=False)[0]
+            return (features.unsqueeze(1) * queries).sum(2)  # (B, 4)
+
+    model = Queries()
+    model.conv.requires_grad_(False)
+    flops = gflops_per_image(model, (16, 16), CPU)
+    assert flops is not None and flops > 0
+    assert [p.requires_grad for p in model.parameters()][-2:] == [False, False]
+    assert all(p.requires_grad for p in list(model.parameters())[:-2])

@@ -1,11 +1,14 @@
 """The exact search on torch returns faiss flat's neighbours and distances."""
 
+from pathlib import Path
+
 import faiss
 import numpy as np
 import pytest
 import torch
 
-from vpr_bench.evaluation.exact import exact_search
+from vpr_bench.evaluation import exact
+from vpr_bench.evaluation.exact import exact_search, file_region
 from vpr_bench.evaluation.matching import IndexSpec, search
 
 
@@ -96,4 +99,68 @@ def test_cuda_gives_the_cpu_neighbours():
     database, queries = data(3000, 200, seed=6)
     cpu = exact_search(database, queries, 10)
     gpu = exact_search(database, queries, 10, device="cuda")
+    assert (cpu[1] == gpu[1]).mean() > 0.999
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_streamed_memory_mapped_database_gives_the_in_memory_results(tmp_path, monkeypatch, dtype):
+    database, queries = data(3000, 60, seed=7)
+    database = database.astype(dtype)
+    np.save(tmp_path / "db.npy", database)
+    mapped = np.load(tmp_path / "db.npy", mmap_mode="r")
+    tail = mapped[1000:]  # a view: its rows start inside the file
+    want, want_tail = exact_search(database, queries, 10), exact_search(database[1000:], queries, 10)
+
+    def no_slicing(*_):
+        raise AssertionError("the streamed search sliced the mapping")
+
+    monkeypatch.setattr(np.memmap, "__getitem__", no_slicing)  # read from the file, block by block
+    for db, expected in ((mapped, want), (tail, want_tail)):
+        got = exact_search(db, queries, 10, block_elements=3000, query_block=16, stream_above=0)
+        np.testing.assert_array_equal(got[1], expected[1])
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)  # other blocks: other GEMM rounding
+
+
+def test_file_region_of_a_mapped_array_and_its_views(tmp_path):
+    database = np.arange(60, dtype=np.float16).reshape(20, 3)
+    np.save(tmp_path / "db.npy", database)
+    header = (tmp_path / "db.npy").stat().st_size - database.nbytes
+    mapped = np.load(tmp_path / "db.npy", mmap_mode="r")
+    path, offset = file_region(mapped)
+    assert Path(path).resolve() == (tmp_path / "db.npy").resolve() and offset == header
+    assert file_region(mapped[5:]) == (path, header + 5 * 3 * 2)
+    assert file_region(mapped[:, 1:]) is None  # not contiguous
+    assert file_region(np.load(tmp_path / "db.npy", mmap_mode="c")) is None  # copy-on-write
+    assert file_region(database) is None
+
+
+def test_tensor_databases_and_several_query_passes_give_the_array_results(monkeypatch):
+    database, queries = data(2000, 90, seed=8)
+    want = exact_search(database, queries, 10)
+    for db in (torch.from_numpy(database), torch.from_numpy(database.astype(np.float16))):
+        got = exact_search(db, torch.from_numpy(queries), 10, block_elements=3000)
+        half = exact_search(database.astype(np.float16), queries, 10, block_elements=3000)
+        expected = want if db.dtype == torch.float32 else half
+        np.testing.assert_array_equal(got[1], expected[1])
+    monkeypatch.setattr(exact, "QUERY_PASS_ELEMENTS", 20 * database.shape[1])  # passes of two 7-query blocks
+    got = exact_search(database, queries, 10, query_block=7)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-5)
+
+
+def test_round_float16_searches_the_rounded_database():
+    database, queries = data(1500, 80, dim=64, seed=9)
+    rounded = exact_search(database, queries, 10, round_float16=True, block_elements=5000)
+    half = exact_search(database.astype(np.float16), queries, 10, block_elements=5000)
+    np.testing.assert_array_equal(rounded[1], half[1])
+    np.testing.assert_array_equal(rounded[0], half[0])
+    assert not np.array_equal(rounded[0], exact_search(database, queries, 10)[0])  # it did round
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_database_resident_on_the_gpu_gives_the_cpu_neighbours():
+    database, queries = data(3000, 200, seed=10)
+    cpu = exact_search(database.astype(np.float16), queries, 10)
+    resident = torch.from_numpy(database).to("cuda", torch.float16)
+    gpu = exact_search(resident, queries, 10)  # runs on the tensor's device
     assert (cpu[1] == gpu[1]).mean() > 0.999

@@ -178,3 +178,18 @@ def test_batch_dependent_rows_are_marked_and_a_batch_of_one_keeps_its_own_row(tm
     assert len([line for line in out.splitlines() if line.startswith("| cricavpr ")]) == 2
     assert "batch-dependent: cricavpr (batches of 16, database and queries separately)" in out
     assert "batch-dependent: cricavpr (one image at a time)" in out
+
+
+def test_runs_that_differ_only_in_where_decoded_images_were_kept_are_seeds_of_one_setting(tmp_path):
+    configs = [
+        {"seed": 1, "data": {"image_size": [48, 64], "image_cache": "auto"}},
+        {"seed": 2, "data": {"image_size": [48, 64], "image_cache": "/scratch/cache"}},
+        {"seed": 3, "data": {"image_size": [48, 64], "image_cache": "off"}},
+        {"seed": 4, "data": {"image_size": [32, 32], "image_cache": "off"}},  # another input: its own row
+    ]
+    for config in configs:
+        seed = config["seed"]
+        run_dir = write_run(tmp_path, f"seed{seed}", 30.0 + seed, day=seed, seed=seed)
+        (run_dir / "config.json").write_text(json.dumps(config))
+    merged = sorted(seed_means(load_records(tmp_path)), key=lambda r: r.get("seeds"))
+    assert [r.get("seeds") for r in merged] == [[1, 2, 3], [4]]

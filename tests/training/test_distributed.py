@@ -22,6 +22,11 @@ def record(out):
     return json.loads(path.read_text())
 
 
+def validation(run: dict) -> list[dict]:
+    """Each epoch's validation metrics."""
+    return [{k: v for k, v in epoch.items() if k.startswith("val_")} for epoch in run["training"]["history"]]
+
+
 def test_two_process_training_equals_one_process(synthetic_root, tmp_path):
     dataset = ["--dataset", f"folder:{synthetic_root}"]
     single = subprocess.run(
@@ -45,4 +50,6 @@ def test_two_process_training_equals_one_process(synthetic_root, tmp_path):
     assert [h["loss"] for h in two["training"]["history"]] == pytest.approx(
         [h["loss"] for h in one["training"]["history"]], rel=1e-4
     )
+    # each epoch's validation, its extraction split over the ranks, scores as one process's does
+    assert validation(two) == [pytest.approx(epoch, abs=1e-6) for epoch in validation(one)]
     assert two["metrics"] == pytest.approx(one["metrics"], abs=1e-6)

@@ -33,7 +33,7 @@ def record(run_dir):
 
 
 def only_run(out):
-    (run_dir,) = [p for p in out.glob("*/*/*") if p.is_dir()]
+    (run_dir,) = [p for p in out.glob("*/*/*") if (p / "config.json").is_file()]
     return run_dir
 
 
@@ -64,6 +64,39 @@ def test_training_writes_a_record(uninterrupted):
     assert set(uninterrupted["metrics"]) >= {"R@1", "R@5", "R@10", "R@20"}
 
 
+def test_the_time_split_has_the_checkpoints_share(uninterrupted):
+    split = uninterrupted["training"]["time_split_s"]
+    assert {"cache refresh", "mining", "optimisation", "validation", "checkpoints"} <= set(split)
+
+
+def test_checkpoints_follow_the_clock_mining_rounds_and_epoch_ends(synthetic_root, tmp_path, monkeypatch):
+    now, written, save_state = {"s": 0.0}, [], ckpt.save_state
+    monkeypatch.setattr(Trainer, "clock", staticmethod(lambda: now["s"]))
+
+    def recording(path, state):  # in the writer's thread
+        p = state["progress"]
+        written.append((p["epoch"], p["position"], p["global_step"], p["finished"]))
+        save_state(path, state)
+
+    def a_minute_passes(self):
+        now["s"] += 61
+
+    monkeypatch.setattr(ckpt, "save_state", recording)
+    fail_at(monkeypatch, 2, a_minute_passes)  # during batch 2
+    every_minute = {"train.checkpoint_every": 0, "train.checkpoint_every_min": 1}
+    run_dir = train_run(config(synthetic_root, tmp_path, **every_minute))
+    assert written == [
+        (0, 0, 0, False),  # the run's start
+        (0, 0, 0, False),  # epoch 1's tuples mined
+        (0, 2, 2, False),  # a minute later, after batch 2
+        (1, 0, 3, False),  # epoch 1's end
+        (1, 0, 3, False),  # epoch 2's tuples mined
+        (2, 0, 6, True),  # epoch 2's end: finished
+    ]
+    assert ckpt.load_state(run_dir / ckpt.LAST)["progress"]["global_step"] == 6
+    assert (run_dir / ckpt.BEST).is_file()
+
+
 def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(
     synthetic_root, tmp_path, monkeypatch, uninterrupted
 ):
@@ -90,8 +123,9 @@ def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(
     )
 
 
-def test_ctrl_c_saves_then_resume_finishes(synthetic_root, tmp_path, monkeypatch, uninterrupted):
-    fail_at(monkeypatch, 2, lambda self: os.kill(os.getpid(), signal.SIGINT))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_saves_then_resume_finishes(signum, synthetic_root, tmp_path, monkeypatch, uninterrupted):
+    fail_at(monkeypatch, 2, lambda self: os.kill(os.getpid(), signum))
     with pytest.raises(TrainingInterrupted, match=r"interrupted at epoch 1, batch 2; .*--resume"):
         train_run(config(synthetic_root, tmp_path))
     monkeypatch.undo()

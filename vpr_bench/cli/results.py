@@ -66,6 +66,8 @@ def _show_method(entry) -> None:
     honoured = entry.spec.descriptor_dim
     hint = entry.spec.descriptor_dim_hint
     click.echo(f"--descriptor-dim: {'honoured' if honoured else 'refused (' + hint + ')'}")
+    for line in entry.spec.training_lines():  # trainable, and which parts train (MethodSpec)
+        click.echo(line)
     for preset, values in sorted(entry.spec.presets.items()):
         click.echo(f"preset {preset}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from vpr_bench.cli._app import cli
@@ -147,7 +149,8 @@ def evaluate(checkpoint, untrained, weights, query_model, database_model, **opti
     from vpr_bench import distributed
 
     distributed.init(options.get("eval__device") or "auto")
-    if not distributed.is_main():  # under torchrun, one evaluation and one record: rank 0's
+    main = distributed.is_main()  # under torchrun every rank extracts its share; rank 0 alone records
+    if not main and options.get("eval__descriptors"):  # no model runs: rank 0 alone evaluates them
         return
     from vpr_bench.runner import evaluate_run
 
@@ -160,14 +163,16 @@ def evaluate(checkpoint, untrained, weights, query_model, database_model, **opti
         if method in METHODS:
             read = read_method_checkpoint(method, checkpoint)
     cfg = build_config(options, from_file=read.settings if read else None)
+    if not main:  # one set of progress bars and log lines: rank 0's
+        cfg = dataclasses.replace(cfg, quiet=True)
     setup_logging(cfg.quiet)
     if pipeline is not None:
         run_dir = pipeline.evaluate(
             cfg, checkpoint, query_model or "student", database_model or "teacher", untrained
         )
-        click.echo(f"record written to {run_dir}")
-        return
-    if query_model or database_model:
+    elif query_model or database_model:
         raise click.UsageError("--query-model/--database-model apply to pipelines such as tscm")
-    run_dir = evaluate_run(cfg, checkpoint=read or checkpoint, command="eval")
-    click.echo(f"record written to {run_dir}")
+    else:
+        run_dir = evaluate_run(cfg, checkpoint=read or checkpoint, command="eval")
+    if main:
+        click.echo(f"record written to {run_dir}")

@@ -1,5 +1,6 @@
-"""How a run's configuration is put together: preset < the method's preset values < a ``--config`` file
-< what a checkpoint file decides < the flags; then every field is checked against its declaration."""
+"""How a run's configuration is put together: preset < the recipe's values for it < the method's preset
+values < a ``--config`` file < what a checkpoint file decides < the flags; then every field is checked
+against its declaration."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import copy
 from typing import Any
 
 from vpr_bench.config.presets import PRESETS
+from vpr_bench.config.recipe import recipe_values
 from vpr_bench.config.sections import RunConfig
 from vpr_bench.errors import ConfigError
 
@@ -79,7 +81,8 @@ def resolve(
     from_file: dict[str, Any] | None = None,
     config_file: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Preset values, then the method's own preset values, then a ``--config`` file's settings
+    """Preset values, then the recipe's values for the preset (``config.recipe``), then the method's own
+    preset values (its sizes and preprocessing win over a recipe's), then a ``--config`` file's settings
     (``config_file``, from ``read_config_file``; its ``preset`` is the caller's to choose), then what a
     checkpoint file decides (``from_file``: its architecture, input size, preprocessing), then the given
     ``overrides``. A model setting given that contradicts the checkpoint file fails."""
@@ -88,6 +91,8 @@ def resolve(
     config_file = {k: v for k, v in (config_file or {}).items() if k != "preset"}
     cfg = apply(RunConfig(preset=preset), copy.deepcopy(PRESETS[preset]))
     method = overrides.get("model.method") or config_file.get("model.method") or cfg.model.method
+    recipe = overrides.get("recipe.name") or config_file.get("recipe.name") or cfg.recipe.name
+    apply(cfg, copy.deepcopy(recipe_values(recipe, preset)))
     apply(cfg, copy.deepcopy(method_presets(method).get(preset, {})))
     apply(cfg, copy.deepcopy(config_file), skip_none=False)
     if from_file:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vpr_bench.config.presets import PRESETS
+from vpr_bench.config.recipe import OPTIMIZERS, PRECISIONS, RecipeConfig, check_recipe
 from vpr_bench.config.values import (  # noqa: F401  (parse_names: read from here too)
     NATIVE,
     check_device,
@@ -65,6 +66,14 @@ class DataConfig:
         "Resize interpolation [default: the method's, else bilinear].",
         commands=EVALUATE,
         choices=INTERPOLATIONS,
+    )
+    image_cache: str = setting(
+        "auto",
+        "Keep decoded, resized images in this folder and read them back in later passes and runs; auto: "
+        "$VPR_BENCH_IMAGE_CACHE, else ~/.cache/vpr-bench/images (too little space: one warning, no "
+        "caching); off: decode every time [default: auto].",
+        commands=EVALUATE,
+        metavar="DIR|auto|off",
     )
     pos_radius: float | None = setting(
         None, "Positive radius in metres [default: the dataset's, 25].", commands=EVALUATE, above=0
@@ -139,16 +148,18 @@ class EvalConfig:
     )
     index: str = setting(
         "flat",
-        "Search: flat (exact) or ivfpq (approximate faiss index) [default: flat].",
+        "Search: flat (exact), flat-fp16 (exact over the database stored as float16: half the memory, "
+        "distances of the rounded database) or ivfpq (approximate faiss index) [default: flat].",
         commands=EVALUATE,
-        choices=("flat", "ivfpq"),
+        choices=("flat", "flat-fp16", "ivfpq"),
     )
     nlist: int = setting(1024, "ivfpq: inverted-file cells [default: 1024].", commands=EVALUATE, minimum=1)
     m: int = setting(64, "ivfpq: product-quantiser sub-vectors [default: 64].", commands=EVALUATE, minimum=1)
     nprobe: int = setting(16, "ivfpq: cells visited per query [default: 16].", commands=EVALUATE, minimum=1)
     descriptor_dtype: str = setting(
         "float32",
-        "Database descriptors on disk and in a flat index [default: float32].",
+        "Database descriptors on disk and in a flat index (float16: searched as flat-fp16) "
+        "[default: float32; float16 with --index flat-fp16].",
         commands=EVALUATE,
         choices=("float32", "float16"),
     )
@@ -199,10 +210,14 @@ class TrainConfig:
     """Triplet training with partial hard-negative mining; defaults are the paper's (release) values."""
 
     epochs: int = setting(200, "Maximum epochs [paper: 200].", commands=TRAIN, minimum=1)
-    optimizer: str = setting("adam", "Optimiser [default: adam].", commands=TRAIN, choices=("adam", "sgd"))
+    optimizer: str = setting("adam", "Optimiser [default: adam].", commands=TRAIN, choices=OPTIMIZERS)
     lr: float = setting(1e-5, "Learning rate [paper: 1e-5].", commands=TRAIN, above=0)
     weight_decay: float = setting(1e-3, "Weight decay [paper: 1e-3].", commands=TRAIN, minimum=0)
-    lr_gamma: float = setting(0.99, "Exponential LR decay per epoch [paper: 0.99].", commands=TRAIN, above=0)
+    lr_gamma: float = setting(0.99, "LR factor an epoch or milestone [paper: 0.99].", commands=TRAIN, above=0)
+    precision: str = setting(
+        "fp32", "Training arithmetic: fp32, or autocast in bf16 or fp16 (CUDA; with a gradient scaler) "
+        "[default: fp32; gsv: fp16].", commands=TRAIN, choices=PRECISIONS,
+    )  # fmt: skip
     batch_size: int = setting(
         8,
         "Training tuples (1 query, 1 positive, N negatives) per batch [paper: 8].",
@@ -242,8 +257,16 @@ class TrainConfig:
     patience: int = setting(
         10, "Epochs without val R@1 gain before stopping [paper: 10].", commands=TRAIN, minimum=1
     )
+    checkpoint_every_min: float = setting(
+        10.0,
+        "Minutes between writes of the resumable state (last.pt) inside an epoch, in the background; it is "
+        "also written after each mining round, at each epoch's end and on Ctrl-C or SIGTERM; 0 = off "
+        "[default: 10].",
+        commands=TRAIN,
+        minimum=0,
+    )
     checkpoint_every: int = setting(
-        50, "Batches between mid-epoch checkpoints [default: 50].", commands=TRAIN, minimum=1
+        0, "Also write it every N batches; 0 = off [default: 0].", commands=TRAIN, minimum=0
     )
     queries_per_epoch: int = setting(0, "Training queries per epoch; 0 = all.", commands=TRAIN, minimum=0)
     tensorboard: bool = setting(
@@ -292,6 +315,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     preset: str = setting(
         "demo",
         "Preset values under the flags [default: demo, or a --config file's].",
@@ -325,8 +349,9 @@ class RunConfig:
 
     def validate(self) -> None:
         """Every field against its declaration, then the checks that relate two fields."""
-        for section in (self.data, self.model, self.eval, self.train, self.distill, self):
+        for section in (self.data, self.model, self.eval, self.train, self.distill, self.recipe, self):
             check(section)
+        check_recipe(self)
         if self.train.negative_samples < self.train.negatives:
             raise ConfigError("--negative-samples must be ≥ --negatives")
 
@@ -337,10 +362,12 @@ SECTIONS = {
     "eval": EvalConfig,
     "train": TrainConfig,
     "distill": DistillConfig,
+    "recipe": RecipeConfig,
 }
 __all__ = [
     "DataConfig",
     "DistillConfig",
+    "RecipeConfig",
     "EvalConfig",
     "ModelConfig",
     "RunConfig",

@@ -3,6 +3,7 @@
 from vpr_bench.config import DataConfig
 from vpr_bench.datasets import (  # noqa: F401  (registration)
     folder,
+    gsv_cities,
     lists,
     msls,
     netvlad_mat,

@@ -13,7 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vpr_bench.datasets.images import ImageList, collate_images, unwrap_worker_error
+from vpr_bench._io import WriteError, require_free_space, reserve
+from vpr_bench.datasets.images import ImageList, collate_images, prepare_images, unwrap_worker_error
+from vpr_bench.datasets.workers import loader_workers
 
 CPU_TIMING_BATCH = 32  # a CPU's ms/image hardly changes past this; a larger batch only takes longer
 MIN_TIMED_REPEATS = 3
@@ -30,18 +32,24 @@ def extract(
     desc: str = "descriptors",
     quiet: bool = False,
     dtype=np.float32,
-) -> tuple[np.ndarray, list[float]]:
+    keep_on_device: bool = False,
+) -> tuple[np.ndarray | torch.Tensor, list[float]]:
     """L2-normalised descriptors (N, D) and the wall-clock ms/image of each batch's forward pass.
 
-    With ``out_file`` the array is a ``np.memmap`` on disk, so a large database is never held twice;
-    ``dtype`` float16 halves it (the search index then stores float16 too). The batch timings run
+    With ``out_file`` the array is a read-only ``np.memmap`` of that file, so a large database is never
+    held twice (nor resident: the search reads such a file block by block);
+    ``dtype`` float16 halves it (the search index then stores float16 too). ``keep_on_device``: on a
+    CUDA ``device``, a tensor there instead (``dtype``; no ``out_file``), for a search on that device
+    that then uploads nothing — where it takes at most half the device's free memory; on a CPU, or where
+    it would not fit, the array as without it. The batch timings run
     alongside image decoding and share the machine with it: progress figures, not a model's cost (that
     is ``time_forward``'s).
     """
+    transform = prepare_images(paths, transform, device)  # through the image cache, if any
     loader = DataLoader(
         ImageList(paths, transform),
         batch_size=batch_size,
-        num_workers=num_workers,
+        num_workers=loader_workers(num_workers, transform, paths, device),  # none for a warm cache on a CPU
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         collate_fn=collate_images,
@@ -63,17 +71,58 @@ def extract(
                 batch_ms.append(1000.0 * (time.perf_counter() - started) / len(images))
                 if descriptors is None:
                     shape = (len(paths), output.shape[1])
-                    descriptors = (
-                        np.lib.format.open_memmap(out_file, mode="w+", dtype=dtype, shape=shape)
-                        if out_file
-                        else np.empty(shape, dtype=dtype)
-                    )
-                descriptors[index.numpy()] = output.cpu().numpy()
+                    descriptors = device_array(shape, dtype, device) if keep_on_device else None
+                    if descriptors is None:
+                        descriptors = (
+                            descriptor_file(out_file, shape, dtype)
+                            if out_file
+                            else np.empty(shape, dtype=dtype)
+                        )
+                if isinstance(descriptors, torch.Tensor):  # stays on the device: no host round trip
+                    descriptors[index.to(device)] = output.to(descriptors.dtype)
+                else:
+                    descriptors[index.numpy()] = output.cpu().numpy()
         except Exception as exc:
             raise unwrap_worker_error(exc) from None
     if isinstance(descriptors, np.memmap):
         descriptors.flush()
+        # read back through a fresh read-only mapping: the written pages leave this process's resident
+        # set (they stay in the page cache), so the search's memory is its blocks, not the database
+        descriptors = np.load(out_file, mmap_mode="r")
     return descriptors, batch_ms
+
+
+def descriptor_file(path: str | Path, shape: tuple[int, int], dtype) -> np.memmap:
+    """A ``.npy`` file at ``path`` memory-mapped for writing, its free space checked and its blocks
+    allocated first: a memory-mapped write to a full disk would kill the process (SIGBUS, no message)."""
+    what = f"{shape[0]}x{shape[1]} {np.dtype(dtype).name} descriptors"
+    nbytes = shape[0] * shape[1] * np.dtype(dtype).itemsize + 4096  # and the .npy header
+    require_free_space(Path(path).parent, nbytes, what, "free some space there")
+    try:
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except OSError as exc:
+        raise WriteError(f"cannot write {what} to {path}: {exc.strerror or exc}") from exc
+    reserve(path, what)
+    return array
+
+
+def device_array(shape: tuple[int, int], dtype, device: torch.device) -> torch.Tensor | None:
+    """An empty ``shape`` tensor of ``dtype`` on a CUDA ``device`` where it takes at most half of the
+    device's free memory (the rest is the search's and the model's); None elsewhere."""
+    if device.type != "cuda":
+        return None
+    dtype = torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    if shape[0] * shape[1] * dtype.itemsize > free_bytes // 2:
+        return None
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def as_array(descriptors: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Descriptors as a host array (those ``extract`` kept on a device are copied back)."""
+    if isinstance(descriptors, torch.Tensor):
+        return descriptors.cpu().numpy()
+    return descriptors
 
 
 def batching(model: nn.Module | None, batch_size: int) -> dict | None:

@@ -5,7 +5,6 @@ the record's cost and protocol sections (``sections.py``). Writing ``predictions
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from vpr_bench import distributed
 from vpr_bench.config import DataConfig, RunConfig
 from vpr_bench.datasets.ground_truth import GroundTruth
 from vpr_bench.datasets.images import NATIVE, data_transform, first_image_size
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import VPRBenchError
-from vpr_bench.evaluation.descriptors import batching, extract
-from vpr_bench.evaluation.matching import Predictions, collapse_groups, index_spec, search
+from vpr_bench.evaluation.descriptors import as_array, batching, extract
+from vpr_bench.evaluation.matching import Predictions, collapse_groups, database_dtype, index_spec, search
 from vpr_bench.evaluation.memory import PhaseMemory
 from vpr_bench.evaluation.scoring import (
     Scores,
@@ -30,7 +30,9 @@ from vpr_bench.evaluation.scoring import (
     score,
     soft_ground_truth,
 )
+from vpr_bench.evaluation.scratch import scratch_folder
 from vpr_bench.evaluation.sections import cost_section, protocol_section, ranked_items
+from vpr_bench.evaluation.sharded import extract_for_main, share_weights
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 class Descriptors:
     """A split's L2-normalised descriptors, database and queries in one metric space."""
 
-    database: np.ndarray  # (num_database, D)
+    database: np.ndarray | torch.Tensor  # (num_database, D); a tensor where extracted on a GPU for it
     queries: np.ndarray  # (num_queries, D)
 
 
@@ -80,7 +82,8 @@ def evaluate(
     given: dict[str, np.ndarray] | None = None,
     keep: Callable[[np.ndarray, np.ndarray], None] | None = None,
     model_cost: dict | None = None,
-) -> Evaluation:
+    sharded: bool = False,
+) -> Evaluation | None:
     """Metrics, cost figures and top-k predictions of ``model`` on ``split``.
 
     ``run_dir``: where the database descriptors are spilled while they are searched (a temporary folder
@@ -95,21 +98,22 @@ def evaluate(
     evaluation, a frozen teacher's stored database); with both given, ``model`` may be None (descriptors
     a run kept: ``model_cost`` then holds its model's cost figures). ``keep(database, queries)`` is called
     while the descriptors exist (``--save-descriptors``). With ``cfg.eval.no_labels`` no ground truth is
-    read: every query is ranked and no metric computed.
+    read: every query is ranked and no metric computed. ``sharded``: every rank of a torchrun job calls
+    it, each extracting its share (``evaluation.sharded``); rank 0 gets the evaluation, the others None.
     """
-    labelled = not cfg.eval.no_labels
-    gt = split.ground_truth(cfg.data.pos_radius) if labelled else None
-    soft = soft_ground_truth(split, cfg.data.pos_radius, cfg.eval.soft_radius) if labelled else None
+    gt, soft = labels(split, cfg)
     image_size = cost_image_size(split, cfg.data)
     model = None if model is None else model.to(device)
     database_model = None if database_model is None else database_model.to(device)
     with (
-        tempfile.TemporaryDirectory(dir=run_dir, prefix=".descriptors-") as tmp,
+        scratch_folder(run_dir) as tmp,  # removed on any exit; a killed run's, by the next evaluation
         PhaseMemory(device) as memory,
     ):
-        descriptors = describe(model, split, cfg, device, memory, Path(tmp), database_model, given or {})
+        descriptors = describe(model, split, cfg, device, memory, Path(tmp), database_model, given, sharded)
+        if descriptors is None:  # this rank's rows went to rank 0, which searches and scores
+            return None
         if keep is not None:  # while the database's scratch file exists
-            keep(descriptors.database, descriptors.queries)
+            keep(as_array(descriptors.database), descriptors.queries)
         queries, query_index, scored_gt = evaluated_queries(
             descriptors.queries, gt, cfg.data.drop_queries_without_positives
         )
@@ -126,6 +130,7 @@ def evaluate(
         count_flops=count_flops,
         time_model=time_model,
         model_cost=model_cost,
+        world_size=distributed.world_size() if sharded else 1,
     )
     protocol = protocol_section(split, cfg, gt, predictions)
     for key, described_by in (("batching", model), ("database_batching", database_model)):
@@ -145,6 +150,15 @@ def evaluate(
     )
 
 
+def labels(split: Split, cfg: RunConfig) -> tuple[GroundTruth | None, GroundTruth | None]:
+    """The split's ground truth and its soft positives (None where it has none); neither with
+    ``--no-labels``."""
+    if cfg.eval.no_labels:
+        return None, None
+    radius = cfg.data.pos_radius
+    return split.ground_truth(radius), soft_ground_truth(split, radius, cfg.eval.soft_radius)
+
+
 def describe(
     model: nn.Module,
     split: Split,
@@ -154,11 +168,18 @@ def describe(
     scratch: Path,
     database_model: nn.Module | None = None,
     given: dict[str, np.ndarray] | None = None,
-) -> Descriptors:
+    sharded: bool = False,
+) -> Descriptors | None:
     """The split's descriptors: the database's by ``database_model`` (default ``model``), written to a
-    file in ``scratch`` so a large one is never held twice, the queries' by ``model``; those in ``given``
-    are taken as they are. Each model's extraction is its own ``memory`` phase."""
+    file in ``scratch`` so a large one is never held twice (for the exact search on a GPU: kept there as
+    a tensor, not uploaded again), the queries' by ``model``; those in ``given`` are taken as they are.
+    Each model's extraction is its own ``memory`` phase. ``sharded``: extracted over the ranks of a
+    torchrun job, None on every rank but 0."""
     given = given or {}
+    extract_with = extract
+    if sharded and distributed.world_size() > 1:  # alone: the plain extraction
+        share_weights(model, database_model)
+        extract_with = extract_for_main
     common = dict(
         device=device,
         batch_size=cfg.eval.batch_size,
@@ -169,13 +190,14 @@ def describe(
     database = given.get("database")
     if database is None:
         described_by = model if database_model is None else database_model
-        database, _ = extract(
+        database, _ = extract_with(
             described_by,
             split.database_paths,
             transform=data_transform(described_by, cfg.data),
             out_file=scratch / "database.npy",
             desc=f"{split.name} database",
-            dtype=np.dtype(cfg.eval.descriptor_dtype),
+            dtype=database_dtype(cfg.eval),
+            keep_on_device=index_spec(cfg.eval).kind == "flat",  # searched there (not shards: arrays)
             **common,
         )
     if database_model is not None:
@@ -183,7 +205,9 @@ def describe(
     queries = given.get("queries")
     if queries is None:
         transform = data_transform(model, cfg.data)
-        queries, _ = extract(model, split.query_paths, transform, desc=f"{split.name} queries", **common)
+        queries, _ = extract_with(model, split.query_paths, transform, desc=f"{split.name} queries", **common)
+    if sharded and not distributed.is_main():
+        return None
     descriptors = Descriptors(database, queries)
     check_descriptors(descriptors, split)
     return descriptors
@@ -217,7 +241,7 @@ def evaluated_queries(
 
 
 def search_split(
-    database: np.ndarray,
+    database: np.ndarray | torch.Tensor,
     queries: np.ndarray,
     query_index: np.ndarray,
     split: Split,

@@ -1,5 +1,5 @@
 """Nearest-neighbour search: exact (``flat``: blocked GEMM on torch, see ``exact.py``) or approximate
-(``ivfpq``: faiss), in query blocks."""
+(``ivfpq``: faiss), in query blocks. ``flat-fp16`` is the exact search over the database stored as float16."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+import torch
 
 from vpr_bench.config import EvalConfig
 from vpr_bench.errors import ConfigError
@@ -19,8 +20,9 @@ QUERY_BLOCK = 4096
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """``flat``: exact L2. ``ivfpq``: inverted file with ``nlist`` cells, product quantiser of ``m``
-    sub-vectors × 8 bits, ``nprobe`` cells visited per query — less memory and time, approximate."""
+    """``flat``: exact L2 (``fp16``: of the database rounded to float16, ``flat-fp16``). ``ivfpq``:
+    inverted file with ``nlist`` cells, product quantiser of ``m`` sub-vectors × 8 bits, ``nprobe`` cells
+    visited per query — less memory and time, approximate."""
 
     kind: str = "flat"
     nlist: int = 1024
@@ -36,15 +38,18 @@ class IndexSpec:
 
 
 def index_spec(settings: EvalConfig) -> IndexSpec:
-    """The index an ``EvalConfig`` asks for (``--index``, ``--nlist``, ``--m``, ``--nprobe``; a float16
-    database is stored as float16)."""
-    return IndexSpec(
-        settings.index,
-        settings.nlist,
-        settings.m,
-        settings.nprobe,
-        fp16=settings.descriptor_dtype == "float16",
-    )
+    """The index an ``EvalConfig`` asks for (``--index``, ``--nlist``, ``--m``, ``--nprobe``): ``flat-fp16``
+    is the flat index over float16; so is ``flat`` over float16 descriptors (``--descriptor-dtype
+    float16``: searched as the float16 they are)."""
+    kind = "flat" if settings.index == "flat-fp16" else settings.index
+    fp16 = kind == "flat" and database_dtype(settings) == np.float16
+    return IndexSpec(kind, settings.nlist, settings.m, settings.nprobe, fp16=fp16)
+
+
+def database_dtype(settings: EvalConfig) -> np.dtype:
+    """The dtype the database descriptors are stored in: float16 for ``--index flat-fp16``, else
+    ``--descriptor-dtype``'s."""
+    return np.dtype("float16" if settings.index == "flat-fp16" else settings.descriptor_dtype)
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,11 @@ def build_index(database: np.ndarray, spec: IndexSpec = IndexSpec(), seed: int =
 
 
 def search(
-    database: np.ndarray, queries: np.ndarray, k: int, spec: IndexSpec = IndexSpec(), device=None
+    database: np.ndarray | torch.Tensor,
+    queries: np.ndarray,
+    k: int,
+    spec: IndexSpec = IndexSpec(),
+    device=None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """L2 search (exact, or ``spec``'s approximate index): (Q, k') squared distances, (Q, k') indices,
     and milliseconds per query of the batched search (index building not included).
@@ -97,14 +106,16 @@ def search(
     3.4e38. An approximate index may still leave a rank empty (its probed cells hold fewer than k'
     images): index -1, distance inf. The exact search gives faiss flat's neighbours and distances
     (``flat-fp16``: of the database rounded to float16, as faiss's fp16 scalar quantiser decodes it)
-    at the machine's GEMM speed, on ``device`` (a torch device; None → CPU); IVF-PQ runs on faiss."""
+    at the machine's GEMM speed, on ``device`` (a torch device; None → the database tensor's, else the
+    CPU), in one pass over the database: a memory-mapped file read block by block, a tensor already on
+    the device not copied (``exact.py``); IVF-PQ runs on faiss."""
     if spec.kind == "flat":
-        if spec.fp16 and database.dtype != np.float16:
-            database = database.astype(np.float16)
         started = time.perf_counter()
-        distances, indices = exact_search(database, queries, k, device=device)
+        distances, indices = exact_search(database, queries, k, device=device, round_float16=spec.fp16)
         ms_per_query = 1000.0 * (time.perf_counter() - started) / max(1, len(queries))
         return distances, indices, ms_per_query
+    if isinstance(database, torch.Tensor):  # faiss reads host arrays
+        database = database.cpu().numpy()
     index = build_index(database, spec)
     k = min(k, index.ntotal)
     distances = np.empty((len(queries), k), dtype=np.float32)

@@ -29,14 +29,21 @@ def gflops_per_image(model: nn.Module, image_size: tuple[int, int], device: torc
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
+    # the counter's module tracker hooks the gradient of any module input that requires one, and fails
+    # under no_grad on a parameter passed as an input (BoQ's learned queries): count with none requiring it
+    requires = [(p, p.requires_grad) for p in model.parameters()]
     model.eval()
     try:
+        for parameter, _ in requires:
+            parameter.requires_grad_(False)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, 3, *image_size, device=device))
         return counter.get_total_flops() / 1e9
     except Exception:  # an op the counter cannot handle must not cost the evaluation
         return None
     finally:
+        for parameter, flag in requires:
+            parameter.requires_grad_(flag)
         model.train(was_training)
 
 
@@ -52,10 +59,13 @@ def cost_section(
     count_flops: bool = True,
     time_model: bool = True,
     model_cost: dict | None = None,
+    world_size: int = 1,
 ) -> dict:
     """The record's ``cost``: the query model's size, FLOPs and ms/image at ``image_size`` (each skipped
     when not asked for: None), the search's ms/query and the evaluation's peak memory per phase. Without
-    a model (descriptors a run kept), the model's figures are ``model_cost``'s, that run's, or None."""
+    a model (descriptors a run kept), the model's figures are ``model_cost``'s, that run's, or None.
+    ``world_size``: how many processes extracted the descriptors (torchrun); the timing pass, the search
+    and the memory figures are rank 0's alone."""
     if model is None:
         measured = {"params": None, "gflops_per_image": None, "ms_per_image": None, "timing": None}
         measured.update(model_cost or {})
@@ -76,6 +86,7 @@ def cost_section(
         "ms_per_query": predictions.ms_per_query,
         "device": device_name(device),  # the card's or CPU's name (records before it: "cpu"/"cuda")
         "batch_size": measured.get("batch_size", batch_size),
+        "world_size": world_size,  # processes that extracted (records before it: 1)
         "timing": measured["timing"],
         # the highest phase's (records before "memory" existed: the process's lifetime peak)
         "peak_rss_mb": memory.peak("rss"),

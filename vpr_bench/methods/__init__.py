@@ -22,6 +22,16 @@ def check_model_config(cfg: ModelConfig, registry=METHODS):
     return options
 
 
+def check_trainable(method: str) -> None:
+    """A ConfigError, before any work, where ``vpr-bench run`` cannot train ``method``
+    (``MethodSpec.trainable``)."""
+    if not METHODS.get(method).spec.trainable:
+        raise ConfigError(
+            f"--method {method}: evaluation only (its authors' files: vpr-bench eval --method {method} "
+            "--checkpoint FILE); `vpr-bench list` marks the methods it can train"
+        )
+
+
 def build_method(cfg: ModelConfig) -> nn.Module:
     """The method's network: ``images (B, 3, H, W) → L2-normalised descriptors (B, D)``."""
     options = check_model_config(cfg)
@@ -31,4 +41,4 @@ def build_method(cfg: ModelConfig) -> nn.Module:
     return model
 
 
-__all__ = ["build_method", "check_model_config"]
+__all__ = ["build_method", "check_model_config", "check_trainable"]

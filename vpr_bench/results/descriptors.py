@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vpr_bench._io import WriteError, _umask, atomic_write_json
+from vpr_bench._io import WriteError, _umask, atomic_write_json, require_free_space, reserve
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets import Split
 from vpr_bench.errors import VPRBenchError
+from vpr_bench.evaluation.scratch import scratch_prefix
 
 FOLDER = "descriptors"
 ARRAYS = {"database": "database.npy", "queries": "queries.npy"}
@@ -46,13 +47,16 @@ def save_descriptors(
     """``run_dir/descriptors/`` (see the module's docstring); ``about``: the manifest's fields on the
     model (``header``, ``model``, ``preprocessing``)."""
     target = Path(run_dir) / FOLDER
-    try:
-        scratch = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{FOLDER}-"))
+    nbytes = (len(database) + len(queries)) * database.shape[1] * np.dtype(dtype).itemsize + 8192  # + headers
+    require_free_space(run_dir, nbytes, f"the descriptors kept in {target}", "free some space there")
+    try:  # the scratch folder's name tells whose it is: a killed run's is removed later (``scratch``)
+        scratch = Path(tempfile.mkdtemp(dir=run_dir, prefix=scratch_prefix()))
     except OSError as exc:
         raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
         for name, array in (("database", database), ("queries", queries)):
             out = np.lib.format.open_memmap(scratch / ARRAYS[name], mode="w+", dtype=dtype, shape=array.shape)
+            reserve(scratch / ARRAYS[name], f"the kept {name} descriptors")  # no SIGBUS on a full disk
             for start in range(0, len(array), CHUNK):
                 out[start : start + CHUNK] = array[start : start + CHUNK]
             out.flush()

@@ -27,7 +27,7 @@ RULES = {
 }
 # what a trained run was given (the record's "budget"): rows differing here are not like for like
 BUDGET_FIELDS = ("max_epochs", "queries_per_epoch", "batch_size", "lr", "weight_decay", "negatives",
-                 "image_size", "pretrained")  # fmt: skip
+                 "image_size", "pretrained", "places_per_batch", "images_per_place", "precision")  # fmt: skip
 
 
 class MeanStd(float):
@@ -54,6 +54,11 @@ def is_trained_run(record: Record) -> bool:
     """A run that trained (``run``), as opposed to one that only evaluated weights (``eval``)."""
     sections = (record.get("training"), record.get("budget"))
     return record.get("command") == "run" or any(isinstance(s, dict) for s in sections)
+
+
+def recipe_of(record: Record) -> str:
+    """How a trained run was trained (``budget.recipe``; records before recipes: triplet); "" for none."""
+    return str(record.get("budget.recipe") or "triplet") if is_trained_run(record) else ""
 
 
 def device_of(record: Record) -> str | None:
@@ -101,7 +106,7 @@ def select(records: Sequence[Record], best: bool = True, group=None, rule: str =
             "preset",
             "protocol.batching.batch_size",
         )
-        identity = tuple(str(record.get(f) or "") for f in fields)
+        identity = tuple(str(record.get(f) or "") for f in fields) + (recipe_of(record),)
         kind = "trained" if is_trained_run(record) else "evaluation-only"
         settings.setdefault((*identity, kind), {}).setdefault(group(record), []).append(record)
     rows = []
@@ -170,10 +175,12 @@ def settings_key(record: Record) -> str:
         config = {"budget": {k: v for k, v in (record.get("budget") or {}).items() if k in BUDGET_FIELDS}}
     config = {k: v for k, v in config.items() if k not in IGNORED_SETTINGS}
     kept = (("eval", "save_descriptors"), ("eval", "saved_descriptor_dtype"))  # files kept, not results
+    kept += (("data", "image_cache"),)  # where decoded images are kept, not what they are
     for section, name in (("distill", "teacher"), ("eval", "device"), ("eval", "num_workers"), *kept):
         if isinstance(config.get(section), dict):
             config[section] = {k: v for k, v in config[section].items() if k != name}
     identity = [record.get(f) for f in ("dataset", "protocol.name", "method", "distillation.kd_loss")]
+    identity.append(recipe_of(record))
     text = json.dumps([identity, device_of(record), config], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()
 

@@ -24,7 +24,9 @@ from vpr_bench.results.selection import (
     MeanStd,
     Row,
     device_of,
+    is_trained_run,
     protocol_groups,
+    recipe_of,
     seed_means,
     select,
     selection_notes,
@@ -96,6 +98,8 @@ COLUMNS = {
         Column("method", "method", "method"),
         # the options that make a model differ from the paper's (e.g. balance_parts=true); "" for none
         Column("variant", "variant", "variant", priority=2),
+        # how a trained row was trained: triplet (mined tuples) or a place recipe (gsv), where rows differ
+        Column("recipe", "recipe", "budget.recipe", priority=2),
         Column("plugin", "plugin", "plugin", priority=6),
         Column("kd_loss", "KD loss", "distillation.kd_loss", priority=3),
         Column("backbone", "backbone", "backbone", priority=5),
@@ -123,6 +127,9 @@ COLUMNS = {
         Column("weight_decay", "weight decay", "budget.weight_decay", "{:g}", priority=4),
         Column("negatives", "negatives", "budget.negatives", priority=4),
         Column("images_seen", "images seen", "budget.images_seen", priority=4),
+        Column("places_per_batch", "places/batch", "budget.places_per_batch", priority=4),  # place batches
+        Column("images_per_place", "images/place", "budget.images_per_place", priority=4),
+        Column("precision", "precision", "budget.precision", priority=4),
         Column("image_size", "image size", "budget.image_size", priority=4),
         Column("pretrained", "pretrained", "budget.pretrained", priority=4),
         Column("device", "device", "cost.device", priority=4),  # or the budget's: ``device_of``
@@ -141,7 +148,7 @@ COMPARE = (
     "dim", "params_M", "gflops", "ms_image", "ms_query", "peak_mb", "date", "run",
 )  # fmt: skip
 # columns before the groups
-IDENTITY = ("method", "variant", "plugin", "kd_loss", "backbone", "preset", "weights")
+IDENTITY = ("method", "variant", "recipe", "plugin", "kd_loss", "backbone", "preset", "weights")
 ABLATION = ("kd_loss", "R@1", "R@5", "R@10", "asym_R@1", "params_M", "ms_image", "run")
 # ``compare --published``: the published figures after the Recall@N columns
 COMPARE_PUBLISHED = (
@@ -193,7 +200,8 @@ def metric_columns(
 
 # budget columns added where rows differ (wall time always differs: shown only on request)
 AUTO_BUDGET = ("epochs", "max_epochs", "queries_per_epoch", "batch_size", "lr", "weight_decay", "negatives",
-               "images_seen", "image_size", "pretrained")  # fmt: skip
+               "images_seen", "image_size", "pretrained", "places_per_batch", "images_per_place",
+               "precision")  # fmt: skip
 
 
 def differing(rows: Sequence[Row], keys: Sequence[str]) -> list[str]:
@@ -210,7 +218,7 @@ def differing(rows: Sequence[Row], keys: Sequence[str]) -> list[str]:
 def budget_warnings(rows: Sequence[Row]) -> list[str]:
     """One line when trained rows had different budgets; one when a trained row's budget is unknown (a
     record from before budgets were recorded)."""
-    trained = [r for r in rows if r.first.get("trained")]
+    trained = [r for r in rows if is_trained_run(r.first)]  # not published weights evaluated here
     lines = []
     unknown = [r for r in trained if not r.first.get("budget")]
     if unknown and len(trained) > 1:
@@ -322,6 +330,9 @@ def build_table(
     notes = selection_notes(rows, rule, seed_mean) if best else []
     if "method" in columns and "variant" not in columns and any(r.first.get("variant") for r in rows):
         columns.insert(columns.index("method") + 1, "variant")  # a deviation from the paper is shown
+    if "method" in columns and "recipe" not in columns and len({recipe_of(r.first) for r in rows} - {""}) > 1:
+        at = columns.index("variant" if "variant" in columns else "method") + 1
+        columns.insert(at, "recipe")  # rows trained by different recipes say which is which
     if budget:
         extra = differing(rows, AUTO_BUDGET) + (["device"] if len(devices(rows)) > 1 else [])
         extra += ["seeds"] if seed_mean and "seeds" not in columns else []

@@ -13,7 +13,8 @@ training negatives beyond 25 m.
 
 Distances are Euclidean (not squared), as in the original. Everything is computed per block of queries
 from one pairwise-distance GEMM (torch, ``evaluation.exact``) against the whole database cache: no
-per-query file reads, no Python loop over queries.
+per-query file reads, no Python loop over queries. The GEMMs run on the model's device (the trainer's):
+the database cache goes there once per round, each block's distances come back for the selection.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from vpr_bench.datasets.ground_truth import GroundTruth
-from vpr_bench.evaluation.exact import squared_distances
+from vpr_bench.evaluation.exact import float32_tensor, squared_distances
 
 
 @dataclass
@@ -34,6 +36,18 @@ class MinedTuples:
     negatives: np.ndarray  # (T, n_neg) database indices, -1 where fewer negatives violate
     skipped: int  # queries without any violating negative this round
     without_positive: int  # queries without a non-trivial positive (never trainable)
+
+    def state(self) -> dict:
+        """As a checkpoint holds it (tensors: ``weights_only`` loading reads no numpy arrays)."""
+        arrays = {k: torch.from_numpy(getattr(self, k)) for k in ("queries", "positives", "negatives")}
+        return {**arrays, "skipped": self.skipped, "without_positive": self.without_positive}
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> MinedTuples | None:
+        if state is None:
+            return None
+        arrays = (state[k].numpy() for k in ("queries", "positives", "negatives"))
+        return cls(*arrays, state["skipped"], state["without_positive"])
 
 
 def _row_mask(gt: GroundTruth, rows: np.ndarray) -> np.ndarray:
@@ -57,6 +71,7 @@ class HardNegativeMiner:
         mining_margin: float = 0.1**0.5,
         block: int = 512,
         quiet: bool = True,
+        device: torch.device | str = "cpu",
     ):
         self.train_positives = train_positives  # non-trivial positives (10 m)
         self.never_negative = never_negative  # everything within the negative radius (25 m)
@@ -65,6 +80,7 @@ class HardNegativeMiner:
         self.mining_margin = mining_margin
         self.block = block
         self.quiet = quiet
+        self.device = torch.device(device)  # where the distance blocks are computed
         # previous hard negatives of each query (-1: none yet); part of the checkpointed state
         self.cache = np.full((train_positives.num_queries, negatives), -1, dtype=np.int64)
 
@@ -86,7 +102,7 @@ class HardNegativeMiner:
         has_positive = self.train_positives.counts > 0
         out_q, out_p, out_n = [], [], []
         skipped = 0
-        db_desc = np.ascontiguousarray(db_desc, dtype=np.float32)
+        database = float32_tensor(db_desc, self.device)  # (N, D), on the device once per call
         starts = range(0, len(all_rows), self.block)
         for start in tqdm(starts, desc="mining", unit="block", disable=self.quiet, leave=False):
             rows = all_rows[start : start + self.block]
@@ -96,7 +112,7 @@ class HardNegativeMiner:
             near = _row_mask(self.never_negative, rows)
             block_samples = draw_negatives(~near, self.negative_samples, rng)
             q = np.ascontiguousarray(query_desc[rows], dtype=np.float32)
-            dist = np.sqrt(squared_distances(q, db_desc))  # (B, N)
+            dist = np.sqrt(squared_distances(q, database))  # (B, N)
             positive_mask = _row_mask(self.train_positives, rows)
             pos = np.where(positive_mask, dist, np.inf).argmin(axis=1)
             d_pos = dist[np.arange(len(rows)), pos]

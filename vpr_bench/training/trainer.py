@@ -4,8 +4,11 @@ An epoch visits the training queries that have a non-trivial positive in a seede
 ``cache_refresh`` batches (one round when 0). Each round refreshes the descriptor cache, mines tuples and
 trains on them. All randomness of a round derives from (seed, epoch, round), and the state saved at a
 checkpoint (model, optimiser, scheduler, position, tuples, miner cache, RNG) lets ``--resume`` end at the
-same metrics as an uninterrupted run on CPU. Methods with other objectives (distillation) subclass
-``Trainer`` and override ``cache_descriptors`` and/or ``compute_loss``.
+same metrics as an uninterrupted run on CPU. Checkpoints are written on a time basis
+(``--checkpoint-every-min``), after each mining round, at each epoch's end and on Ctrl-C/SIGTERM; a
+snapshot in CPU memory is taken at once and the file written in the background (``state.StateWriter``).
+Methods with other objectives (distillation) subclass ``Trainer`` and override ``cache_descriptors``
+and/or ``compute_loss``; place batches (``places.py``) override ``build_objective`` and ``train_epoch``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from vpr_bench import distributed
 from vpr_bench.config import RunConfig
 from vpr_bench.datasets.images import data_transform, unwrap_worker_error
 from vpr_bench.datasets.split import Split
+from vpr_bench.datasets.workers import loader_workers
 from vpr_bench.errors import VPRBenchError
+from vpr_bench.evaluation.descriptors import as_array, extract
 from vpr_bench.evaluation.engine import evaluate
 from vpr_bench.losses import build_loss
 from vpr_bench.training import early_stopping
@@ -37,9 +42,10 @@ from vpr_bench.training import state as ckpt
 from vpr_bench.training.curves import TrainingCurves
 from vpr_bench.training.early_stopping import Progress
 from vpr_bench.training.mining import HardNegativeMiner, MinedTuples
-from vpr_bench.training.optim import build_optimizer
+from vpr_bench.training.optim import build_optimizer, warm_up
+from vpr_bench.training.precision import Precision
 from vpr_bench.training.sharded import extract_sharded
-from vpr_bench.training.tuples import TupleImages, collate
+from vpr_bench.training.tuples import TupleImages, batch_rows, collate
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +55,13 @@ class TrainingError(VPRBenchError):
 
 
 class TrainingInterrupted(VPRBenchError):
-    """Ctrl-C: a checkpoint was saved; ``--resume`` continues."""
+    """Ctrl-C or SIGTERM: a checkpoint was saved; ``--resume`` continues."""
 
 
 class Trainer:
+    clock = staticmethod(time.monotonic)  # when checkpoints are due (tests replace it)
+    epoch_line = "epoch %d/%d: loss %.4f, %d tuples (%d queries skipped), val R@1 %.2f (best %.2f @%d)%s"
+
     def __init__(
         self,
         model: nn.Module,
@@ -64,26 +73,16 @@ class Trainer:
     ):
         self.model, self.cfg, self.tc = model.to(device), cfg, cfg.train
         self.train_split, self.val_split, self.device, self.run_dir = train_split, val_split, device, run_dir
-        self.transform = data_transform(model, cfg.data)
-        mining_margin = (
-            self.tc.mining_margin if self.tc.mining_margin is not None else math.sqrt(self.tc.margin)
-        )
-        self.miner = HardNegativeMiner(
-            train_split.training_positives(),
-            train_split.training_exclusion(),
-            self.tc.negatives,
-            self.tc.negative_samples,
-            mining_margin,
-            quiet=cfg.quiet,
-        )
-        self.loss_fn = build_loss(
-            self.tc.loss, margin=self.tc.margin, distance=self.tc.distance, reduction=self.tc.reduction
-        )
-        self.optimizer, self.scheduler = build_optimizer(model, self.tc)
+        self.transform = data_transform(model, cfg.data, device)
+        self.miner, self.loss_fn = self.build_objective()
+        self.optimizer, self.scheduler = build_optimizer(model, self.tc, cfg.recipe)
+        self.precision, self.warmup_steps = Precision(self.tc.precision, device), cfg.recipe.warmup_steps
         self.progress = Progress()
         self.curves = TrainingCurves(run_dir, self.tc, main=distributed.is_main())
         self.round_tuples: MinedTuples | None = None
         self._stop = False
+        every = (self.tc.checkpoint_every_min, self.tc.checkpoint_every)
+        self.checkpoints = ckpt.Checkpoints(run_dir, *every, self.clock)  # when, and the background writer
         # wall seconds of this session per phase (a nested phase's time counts once, as its own)
         self.time_split: dict[str, float] = defaultdict(float)
         self._phase: str | None = None
@@ -94,6 +93,15 @@ class Trainer:
             self.forward = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     # ---- overridable pieces -------------------------------------------------------------------------
+    def build_objective(self) -> tuple[HardNegativeMiner, nn.Module]:
+        """The miner of the batches and the loss: hard-negative mining, and the triplet loss."""
+        tc = self.tc
+        mining_margin = tc.mining_margin if tc.mining_margin is not None else math.sqrt(tc.margin)
+        positives, exclusion = self.train_split.training_positives(), self.train_split.training_exclusion()
+        miner = HardNegativeMiner(positives, exclusion, tc.negatives, tc.negative_samples, mining_margin,
+                                  quiet=self.cfg.quiet, device=self.device)  # fmt: skip
+        return miner, build_loss(tc.loss, margin=tc.margin, distance=tc.distance, reduction=tc.reduction)
+
     def cache_descriptors(self, query_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors the miner works in: (all training queries, indexed by query; database)."""
         return self.describe(self.model, query_rows, "cache")
@@ -113,12 +121,32 @@ class Trainer:
         """Descriptors of ``paths``; under torchrun each rank extracts rows ``rank::world``."""
         return extract_sharded(model, paths, self.transform, self.cfg, self.device, desc)
 
+    def extract_alone(self, model: nn.Module, paths, desc: str) -> np.ndarray:
+        """Descriptors of ``paths`` by this process alone (what rank 0 needs after training, e.g. in
+        ``report``, where a collective would wait forever for the other ranks)."""
+        return as_array(extract(model, paths, self.transform, self.device, self.cfg.eval.batch_size,
+                                self.cfg.eval.num_workers, desc=desc, quiet=self.cfg.quiet)[0])  # fmt: skip
+
+    def round_workers(self, tuples: MinedTuples) -> int:
+        """DataLoader workers for the images of a round's tuples: none on a CPU once they are all in the
+        decoded-image cache (the cache refresh has just read them), else ``--num-workers``."""
+        queries, database = batch_rows(tuples, np.arange(len(tuples.queries)))
+        split = self.train_split
+        paths = [split.query_paths[i] for i in np.unique(queries)]
+        paths += [split.database_paths[i] for i in np.unique(database)]
+        return loader_workers(self.cfg.eval.num_workers, self.transform, paths, self.device)
+
     def compute_loss(
         self, embeddings: torch.Tensor, triplets: tuple, images: torch.Tensor, tuple_ids: torch.Tensor
     ) -> torch.Tensor:
         """The batch's loss. ``images`` are the batch as embedded; ``tuple_ids`` its rows of the round's
         mined tuples (see ``tuples.batch_rows``), for losses that look things up per image."""
         return self.loss_fn(embeddings, indices_tuple=triplets)
+
+    def image_rows(self, tuple_ids) -> np.ndarray:
+        """The batch's images in its row order, as rows of the training images [database; queries]."""
+        queries, database = batch_rows(self.round_tuples, np.asarray(tuple_ids))
+        return np.concatenate([queries + self.train_split.num_database, database])
 
     def report(self, test_split: Split, query_descriptors: np.ndarray | None = None) -> dict:
         """Extra sections for the final result record (after the best weights are loaded);
@@ -142,50 +170,49 @@ class Trainer:
 
     # ---- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        tuples = None
-        if self.round_tuples is not None:
-            t = self.round_tuples
-            tuples = {
-                "queries": torch.from_numpy(t.queries),
-                "positives": torch.from_numpy(t.positives),
-                "negatives": torch.from_numpy(t.negatives),
-                "skipped": t.skipped,
-                "without_positive": t.without_positive,
-            }
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "precision": self.precision.state_dict(),
             "progress": asdict(self.progress),
-            "round_tuples": tuples,
-            "miner": {"negative_cache": torch.from_numpy(self.miner.cache)},
+            **self.batches_state(),
             "rng": ckpt.rng_state(),
         }
+
+    def batches_state(self) -> dict:
+        """What the epoch's batches need to resume: the round's mined tuples, the miner's negative cache."""
+        tuples = None if self.round_tuples is None else self.round_tuples.state()
+        return {"round_tuples": tuples, "miner": {"negative_cache": torch.from_numpy(self.miner.cache)}}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.load_state_dict(state.get("precision"))
         self.progress = Progress(**state["progress"])
-        t = state["round_tuples"]
-        self.round_tuples = (
-            None
-            if t is None
-            else MinedTuples(
-                t["queries"].numpy(),
-                t["positives"].numpy(),
-                t["negatives"].numpy(),
-                t["skipped"],
-                t["without_positive"],
-            )
-        )
-        self.miner.load_state_dict({"negative_cache": state["miner"]["negative_cache"].numpy()})
+        self.load_batches_state(state)
         ckpt.set_rng_state(state["rng"])
 
+    def load_batches_state(self, state: dict) -> None:
+        self.round_tuples = MinedTuples.from_state(state["round_tuples"])
+        self.miner.load_state_dict({"negative_cache": state["miner"]["negative_cache"].numpy()})
+
     def save(self) -> None:
-        if distributed.is_main():  # checkpoints are written once
+        """Write the resumable state (``last.pt``; first ``best.safetensors`` when validation has just
+        improved) from a snapshot in CPU memory taken now, in the background (``state.Checkpoints``;
+        ``wait_for_writes`` waits for it). Rank 0 alone writes."""
+        if distributed.is_main():
             with self.phase("checkpoints"):
-                ckpt.save_state(self.run_dir / ckpt.LAST, self.state_dict())
+                self.checkpoints.write(self.state_dict())
+
+    def wait_for_writes(self) -> None:
+        """Block until the files of the last ``save`` are on disk; a failed write (full disk) raises here."""
+        with self.phase("checkpoints"):
+            self.checkpoints.writer.wait()
+
+    def _training_over(self) -> bool:
+        return self.progress.epoch >= self.tc.epochs or self.progress.stopped_early
 
     # ---- loop ---------------------------------------------------------------------------------------
     def rounds(self, epoch: int) -> list[np.ndarray]:
@@ -197,23 +224,39 @@ class Trainer:
         return [order[i : i + per_round] for i in range(0, len(order), per_round)]
 
     def fit(self) -> Progress:
-        previous = signal.signal(signal.SIGINT, self._request_stop)
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, self._request_stop) for signum in stops}
         try:
-            while self.progress.epoch < self.tc.epochs and not self.progress.stopped_early:
+            while not self._training_over():
                 self._run_epoch()
+            if not self.progress.finished:  # e.g. resumed from a state an older version wrote
+                self.progress.finished = True
+                self.save()
+            self.wait_for_writes()
+        except BaseException:
+            self._settle_writes()
+            raise
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             self.curves.close()
-        self.progress.finished = True
-        self.save()
         return self.progress
+
+    def _settle_writes(self) -> None:
+        """On the way out with an error: let the write in flight finish (the last good checkpoint is then
+        on disk) without hiding the error by one of its own."""
+        try:
+            self.wait_for_writes()
+        except Exception as exc:
+            log.error("%s", exc)
 
     def _request_stop(self, signum, frame) -> None:
         self._stop = True
-        log.warning("interrupt: saving a checkpoint after this batch")
+        log.warning("%s: saving a checkpoint after this batch", signal.Signals(signum).name)
 
-    def _run_epoch(self) -> None:
-        p, started = self.progress, time.perf_counter()
+    def train_epoch(self) -> None:
+        """The epoch's optimisation: rounds of cache refresh, mining and training on the mined tuples."""
+        p = self.progress
         rounds = self.rounds(p.epoch)
         while p.round < len(rounds):
             if self.round_tuples is None:
@@ -233,16 +276,19 @@ class Trainer:
             with self.phase("optimisation"):
                 self._train_round()
             p.round, p.position, self.round_tuples = p.round + 1, 0, None
+
+    def _run_epoch(self) -> None:
+        p, started = self.progress, time.perf_counter()
+        self.train_epoch()
         self.scheduler.step()
         with self.phase("validation"):
-            metrics = evaluate(
-                self.model, self.val_split, self.cfg, self.device, count_flops=False, time_model=False
-            ).metrics
+            # metrics only; under torchrun each rank extracts its share and rank 0 scores for all
+            only_metrics = dict(count_flops=False, time_model=False, sharded=True)
+            validation = evaluate(self.model, self.val_split, self.cfg, self.device, **only_metrics)
+            metrics = distributed.broadcast(validation.metrics if validation else None)
         recall = metrics["R@1"]
         improved = early_stopping.update(p, recall, self.tc.patience)
-        if improved and distributed.is_main():
-            with self.phase("checkpoints"):
-                ckpt.save_weights(self.run_dir / ckpt.BEST, self.model)
+        self.checkpoints.best_due |= improved  # written by the save at the epoch's end
         loss = p.epoch_loss / max(p.epoch_batches, 1)
         p.history.append(
             {
@@ -256,7 +302,7 @@ class Trainer:
             }
         )
         log.info(
-            "epoch %d/%d: loss %.4f, %d tuples (%d queries skipped), val R@1 %.2f (best %.2f @%d)%s",
+            self.epoch_line,
             p.epoch + 1,
             self.tc.epochs,
             loss,
@@ -270,7 +316,39 @@ class Trainer:
         p.epoch, p.round = p.epoch + 1, 0
         p.epoch_loss, p.epoch_batches, p.epoch_tuples, p.epoch_skipped = 0.0, 0, 0, 0
         self.curves.epoch_end(p.history)  # training.csv (and TensorBoard): the epochs saved below
+        p.finished = self._training_over()
         self.save()
+
+    def step(self, loss: torch.Tensor, share: float, bar) -> None:
+        """One optimiser step on this rank's ``loss`` (its ``share`` of the batch under torchrun), after
+        the warm-up's lr; stops on a non-finite loss; checkpoints when due and on Ctrl-C/SIGTERM."""
+        p = self.progress
+        if self.world > 1:  # every rank sees the batch's loss, so all stop together on NaN
+            batch_loss = distributed.all_sum(loss.item() * share)
+            loss = loss * (share * self.world)
+        else:
+            batch_loss = loss.item()
+        if not math.isfinite(batch_loss):
+            raise TrainingError(
+                f"non-finite loss ({batch_loss}) at epoch {p.epoch + 1}, batch {p.position + 1} "
+                f"(step {p.global_step + 1}); the last good checkpoint {self.run_dir / ckpt.LAST} "
+                "is kept; try a lower --lr"
+            )
+        warm_up(self.optimizer, self.scheduler.base_lrs, p.global_step, self.warmup_steps)
+        self.precision.step(loss, self.optimizer)
+        p.position, p.global_step = p.position + 1, p.global_step + 1
+        p.epoch_loss, p.epoch_batches = p.epoch_loss + batch_loss, p.epoch_batches + 1
+        bar.update()
+        bar.set_postfix(loss=f"{batch_loss:.4f}")
+        if self._stop:
+            self.save()
+            self.wait_for_writes()
+            raise TrainingInterrupted(
+                f"interrupted at epoch {p.epoch + 1}, batch {p.position}; checkpoint saved: "
+                f"continue with `vpr-bench run --resume {self.run_dir}`"
+            )
+        if self.checkpoints.due(p.global_step):  # --checkpoint-every-min, --checkpoint-every
+            self.save()
 
     def _train_round(self) -> None:
         p, tuples = self.progress, self.round_tuples
@@ -294,7 +372,8 @@ class Trainer:
             dataset,
             batch_sampler=shards,
             collate_fn=collate,
-            num_workers=self.cfg.eval.num_workers,
+            num_workers=self.round_workers(tuples),
+            pin_memory=self.device.type == "cuda",  # the batch's copy to the GPU then runs asynchronously
         )
         self.model.train()
         bar = tqdm(
@@ -307,36 +386,11 @@ class Trainer:
         )
         try:
             for (images, triplets, tuple_ids), share in zip(loader, weights, strict=True):
-                images = images.to(self.device)
-                embeddings = self.forward(images)
+                images = images.to(self.device, non_blocking=True)
+                with self.precision.autocast():  # the loss in float32 on the descriptors cast back
+                    embeddings = self.forward(images).float()
                 triplets = tuple(t.to(self.device) for t in triplets)
-                loss = self.compute_loss(embeddings, triplets, images, tuple_ids)
-                if self.world > 1:  # every rank sees the batch's loss, so all stop together on NaN
-                    batch_loss = distributed.all_sum(loss.item() * share)
-                    loss = loss * (share * self.world)
-                else:
-                    batch_loss = loss.item()
-                if not math.isfinite(batch_loss):
-                    raise TrainingError(
-                        f"non-finite loss ({batch_loss}) at epoch {p.epoch + 1}, batch {p.position + 1} "
-                        f"(step {p.global_step + 1}); the last good checkpoint {self.run_dir / ckpt.LAST} "
-                        "is kept; try a lower --lr"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                p.position, p.global_step = p.position + 1, p.global_step + 1
-                p.epoch_loss, p.epoch_batches = p.epoch_loss + batch_loss, p.epoch_batches + 1
-                bar.update()
-                bar.set_postfix(loss=f"{batch_loss:.4f}")
-                if self._stop:
-                    self.save()
-                    raise TrainingInterrupted(
-                        f"interrupted at epoch {p.epoch + 1}, batch {p.position}; checkpoint saved: "
-                        f"continue with `vpr-bench run --resume {self.run_dir}`"
-                    )
-                if p.global_step % self.tc.checkpoint_every == 0:
-                    self.save()
+                self.step(self.compute_loss(embeddings, triplets, images, tuple_ids), share, bar)
         except VPRBenchError:
             raise
         except Exception as exc:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vpr_bench.datasets.images import load_rgb
+from vpr_bench.datasets.images import load_image
 
 
 class TupleImages(Dataset):
@@ -20,7 +20,7 @@ class TupleImages(Dataset):
         return len(self.q)
 
     def __getitem__(self, t: int):
-        load = lambda path: self.transform(load_rgb(path))  # noqa: E731
+        load = lambda path: load_image(path, self.transform)  # noqa: E731  (through the image cache)
         negatives = [load(self.database_paths[i]) for i in self.n[t] if i >= 0]
         return (
             load(self.query_paths[self.q[t]]),

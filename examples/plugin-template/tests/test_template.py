@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import timm
 import torch
 
 from vpr_bench import api
@@ -28,6 +29,16 @@ def test_without_a_projection_the_descriptor_is_the_backbone_width():
     model = tiny_model()
     assert model.descriptor_dim == model.backbone_facts["channels"]
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, model.descriptor_dim)
+
+
+def test_the_first_backbone_stages_freeze_from_pretrained_weights(tmp_path):
+    torch.save(timm.create_model("test_resnet").state_dict(), tmp_path / "weights.pth")
+    model = tiny_model(pretrained_file=str(tmp_path / "weights.pth"), options={"layers_to_freeze": 1})
+    parts = api.trainable_parts(model)
+    assert parts["frozen"] == ["backbone.conv1", "backbone.bn1", "backbone.layer1"]
+    assert parts["trained"] == ["backbone.layer2", "backbone.layer3", "backbone.layer4", "pool"]
+    assert not any(p.requires_grad for p in model.backbone.layer1.parameters())
+    assert api.trainable_parts(tiny_model(options={"layers_to_freeze": 1}))["frozen"] == []  # random start
 
 
 def test_bad_options_fail_naming_the_option():

@@ -21,6 +21,12 @@ class TemplateOptions:
 
     p: float = api.option(3.0, "initial GeM exponent", above=0)
     learn_p: bool = api.option(True, "learn the GeM exponent with the network")
+    layers_to_freeze: int = api.option(
+        -1,
+        "training: the backbone's feature stages 0..N stay frozen when it starts from pretrained weights "
+        "(ResNet 2: conv1, bn1, layer1, layer2, as MixVPR and GSV-Cities train); -1: none",
+        minimum=-1,
+    )
 
 
 class TemplateNet(nn.Module):
@@ -43,12 +49,21 @@ class TemplateNet(nn.Module):
     options=TemplateOptions,
     descriptor_dim=True,  # --descriptor-dim adds the projection
     presets={"paper": {"model.descriptor_dim": 2048}},  # over the preset's values; flags still win
+    # what `vpr-bench list --method template-gem` says trains; a run's record lists it as built
+    trained_parts=api.TrainedParts(
+        trains="the backbone after stage layers_to_freeze, GeM's exponent and the projection",
+        frozen="the backbone's stages 0..layers_to_freeze when it starts from pretrained weights "
+        "(default -1: nothing)",
+    ),
 )
 def template_gem(cfg: api.ModelConfig, options: TemplateOptions) -> TemplateNet:
     # --backbone, --backbone-stage, --pretrained/--no-pretrained and --pretrained-file, in one place
     backbone, facts = api.create_backbone(
         cfg.backbone, cfg.pretrained, cfg.pretrained_file, cfg.backbone_stage
     )
+    if not facts["weights"].startswith("random"):  # pretrained weights: freeze what a paper freezes
+        for module in api.leading_stages(backbone, options.layers_to_freeze):
+            module.requires_grad_(False)
     model = TemplateNet(backbone, facts["channels"], options, cfg.descriptor_dim)
     model.backbone_facts = facts  # weights origin and input mean/std, for the loader and the record
     return model

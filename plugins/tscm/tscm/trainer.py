@@ -4,12 +4,20 @@ frozen teacher's descriptors as the reference embeddings of the distillation los
 The teacher is frozen in eval mode (the release keeps it in train mode under ``no_grad``, so its dropout
 and batch-norm statistics stay live — a bug we do not reproduce). Its descriptors of the training images
 are computed once (it never changes) and looked up per batch; when they would not fit in
-``TEACHER_CACHE_BYTES`` the teacher embeds each batch instead. They, and its descriptors of the test
+``TEACHER_CACHE_BYTES``, or when a place recipe augments or resizes the training images, the teacher
+embeds each batch instead (the student's own pixels). They, and its descriptors of the test
 database for the asymmetric evaluation, are stored in the teacher's run folder
 (``teacher-descriptors/``, keyed by weights file, images and preprocessing), so the next student of the
 same teacher (``ablate``, ``--seeds`` with ``--teacher``) reads them instead of extracting them again.
 Tuples are mined in the teacher's descriptor space by default, as the release does
 (``--mining-space student`` for the student's own).
+
+With place batches (``--recipe gsv``) the engine's ``PlaceBatches`` comes after this trainer: the
+student's metric loss is the recipe's (Multi-Similarity over the batch's places, its miner's pairs picked
+in the teacher's space by default), and the distillation loss is unchanged, taken over every (anchor,
+positive, negative) of the P × K batch: the cross-metric terms pull S(a) to T(p) and S(p) to T(a) for
+every two images of one place (K − 1 positives per anchor instead of the one mined positive), and the
+soft terms hold every image's S(x) to its T(x).
 """
 
 from __future__ import annotations
@@ -31,7 +39,6 @@ from vpr_bench.api import (
     ConfigError,
     RunConfig,
     Trainer,
-    batch_rows,
     distributed,
     load_model,
 )
@@ -133,9 +140,11 @@ class DistillationTrainer(Trainer):
             self.optimizer.add_param_group({"params": extra})
             # the scheduler was built before this group existed: give it the group's base lr too
             self.scheduler.base_lrs.append(self.tc.lr)
-        self._teacher_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._teacher_cache: np.ndarray | None = None  # (database + queries, D): the training images
         cache_bytes = 4 * student.descriptor_dim * (train_split.num_database + train_split.num_queries)
-        self.cache_teacher = cache_bytes <= TEACHER_CACHE_BYTES
+        # augmented or resized training images (place batches): the teacher describes the student's pixels
+        same_pixels = cfg.recipe.augment == "none" and not cfg.recipe.train_image_size
+        self.cache_teacher = cache_bytes <= TEACHER_CACHE_BYTES and same_pixels
 
     # ---- teacher descriptors ------------------------------------------------------------------------
     def stored(self, label: str, paths: list, compute) -> dict[str, np.ndarray]:
@@ -170,24 +179,26 @@ class DistillationTrainer(Trainer):
         return arrays
 
     def teacher_cache(self) -> tuple[np.ndarray, np.ndarray]:
-        """Teacher descriptors of every training query and database image, computed once."""
+        """Teacher descriptors of every training query and database image, computed once: (queries,
+        database), views of one table of the training images' rows [database; queries]."""
         if self._teacher_cache is None:
-            every_query = np.arange(self.train_split.num_queries)
             split = self.train_split
             with self.phase("teacher cache"):
                 arrays = self.stored(
-                    "train",
-                    [*split.database_paths, *split.query_paths],
-                    lambda: dict(
-                        zip(
-                            ("queries", "database"),
-                            self.describe(self.teacher, every_query, "teacher"),
-                            strict=True,
-                        )
-                    ),
+                    "train-rows", [*split.database_paths, *split.query_paths], self._describe_training_images
                 )
-            self._teacher_cache = (arrays["queries"], arrays["database"])
-        return self._teacher_cache
+            self._teacher_cache = arrays["table"]
+        n = self.train_split.num_database
+        return self._teacher_cache[n:], self._teacher_cache[:n]
+
+    def _describe_training_images(self) -> dict[str, np.ndarray]:
+        """The teacher's descriptors of the training database, then of its queries (a set of places may
+        have none), as one table."""
+        split = self.train_split
+        parts = [self.extract_sharded(self.teacher, split.database_paths, "teacher: database")]
+        if split.num_queries:
+            parts.append(self.extract_sharded(self.teacher, split.query_paths, "teacher: queries"))
+        return {"table": np.concatenate(parts)}
 
     def cache_descriptors(self, query_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.cfg.distill.mining_space == "student":
@@ -197,17 +208,23 @@ class DistillationTrainer(Trainer):
         return self.describe(self.teacher, query_rows, "teacher")
 
     def teacher_embeddings(self, images: torch.Tensor, tuple_ids: torch.Tensor) -> torch.Tensor:
+        """The teacher's descriptors of the batch's images, in its row order."""
         if not self.cache_teacher:
             with torch.no_grad():
                 return self.teacher(images)
-        queries, db = self.teacher_cache()
-        query_rows, db_rows = batch_rows(self.round_tuples, tuple_ids.numpy())
-        rows = np.concatenate([queries[query_rows], db[db_rows]])
-        return torch.from_numpy(rows).to(self.device)
+        self.teacher_cache()
+        return torch.from_numpy(self._teacher_cache[self.image_rows(tuple_ids)]).to(self.device)
+
+    def mining_embeddings(self, embeddings, images, tuple_ids) -> torch.Tensor:
+        """Place batches: the space the recipe's miner picks pairs in (``--mining-space``)."""
+        if self.cfg.distill.mining_space == "student":
+            return embeddings.detach()
+        return self.teacher_embeddings(images, tuple_ids)
 
     # ---- loss ---------------------------------------------------------------------------------------
     def compute_loss(self, embeddings, triplets, images, tuple_ids) -> torch.Tensor:
-        hard = self.loss_fn(embeddings, indices_tuple=triplets)  # the student's own triplet loss
+        # the student's own metric loss: the triplet loss, or on place batches the recipe's
+        hard = super().compute_loss(embeddings, triplets, images, tuple_ids)
         if self.kd_weight == 0 or self.kd_name == "none":
             return hard
         teacher = self.teacher_embeddings(images, tuple_ids)
@@ -229,7 +246,7 @@ class DistillationTrainer(Trainer):
             "test-database",
             list(test_split.database_paths),
             lambda: {
-                "database": self.extract_sharded(self.teacher, test_split.database_paths, "teacher: test")
+                "database": self.extract_alone(self.teacher, test_split.database_paths, "teacher: test")
             },
         )["database"]
         given = {"database": teacher_db}

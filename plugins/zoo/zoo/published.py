@@ -7,6 +7,8 @@
 - ``checkpoint_reader`` reads the authors' files as downloaded — a flat state dict, a ``state_dict`` /
   ``model_state_dict`` wrapper, ``module.`` prefixes — recognises them by a key only they have, maps their
   keys to ours (``convert``) and lets the file decide the variant (backbone, descriptor size, clusters…);
+- ``trained_parts`` (where given) makes it trainable by ``vpr-bench run`` from a backbone alone, with the
+  parts its paper freezes frozen (``zoo.models._trunks``);
 - ``fetch_weights`` serves ``--weights official[:FILE]``: the authors' file, downloaded once into the torch
   hub cache (checksum where published), or one line naming the URL and ``--checkpoint`` when offline.
 """
@@ -164,17 +166,23 @@ def register_published(
     options: type,
     convert: Converter,
     file_settings=None,
+    presets: dict[str, dict] | None = None,
     **spec,
 ):
     """``register_method`` for a published model (see the module docstring); ``file_settings`` is the
-    family's hook deciding settings per file (see ``read_official``)."""
+    family's hook deciding settings per file (see ``read_official``); ``presets``: the family's own values
+    per preset, over the official preprocessing (what a file decides still wins). Evaluation only
+    (``trainable=False``) unless the family declares how its paper trains it (``trained_parts``)."""
+    spec.setdefault("trainable", "trained_parts" in spec)
     return register_method(
         name,
         description,
         options=options,
         descriptor_dim=False,
         descriptor_dim_hint="the official file decides its size (see vpr-bench list --method " + name + ")",
-        presets={preset: preset_settings(published) for preset in PRESETS},
+        presets={
+            preset: {**preset_settings(published), **(presets or {}).get(preset, {})} for preset in PRESETS
+        },
         checkpoint_reader=functools.partial(
             read_official, name=name, published=published, convert=convert, file_settings=file_settings
         ),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.api import create_timm_model, normalisation
+from vpr_bench.api import ConfigError, create_timm_model, normalisation
 
 # the official torch.hub names, their timm model, and the embedding width that tells them apart in a file
 TIMM_NAMES = {
@@ -81,8 +81,17 @@ class DinoV2(nn.Module):
 def create_dinov2(
     name: str, pretrained: bool, pretrained_file: str | None, final_norm: bool
 ) -> tuple[DinoV2, dict]:
-    """The DINOv2 backbone ``name`` (an official hub name, see ``TIMM_NAMES``) and its facts."""
-    vit, weights = create_timm_model(TIMM_NAMES[name], pretrained, pretrained_file, num_classes=0)
+    """The DINOv2 backbone ``name`` (an official hub name, see ``TIMM_NAMES``; or any timm ViT with one
+    class token and a square grid of position embeddings, run the same way) and its facts."""
+    vit, weights = create_timm_model(TIMM_NAMES.get(name, name), pretrained, pretrained_file, num_classes=0)
+    grid = vit.pos_embed.shape[1] - 1 if getattr(vit, "pos_embed", None) is not None else 0
+    class_token = getattr(vit, "cls_token", None) is not None and not getattr(vit, "no_embed_class", False)
+    single = class_token and getattr(vit, "num_reg_tokens", 0) == 0
+    if name not in TIMM_NAMES and (not single or grid < 1 or math.isqrt(grid) ** 2 != grid):
+        raise ConfigError(
+            f"--backbone {name}: a ViT with one class token, no register tokens and a square grid of "
+            "position embeddings (as DINOv2) is needed"
+        )
     return DinoV2(vit, final_norm), {"weights": weights, "channels": vit.embed_dim, **normalisation(vit)}
 
 

@@ -18,6 +18,12 @@ size (ResNet 384×384, DINOv2 322×322). Aggregator keys, official → ours: ``p
 ``norm_input`` → ``input_norm``, ``boqs`` → ``blocks``, in a block ``self_attn`` → ``query_self_attn``,
 ``norm_q`` → ``query_norm``, ``norm_out`` → ``output_norm``; ``fc`` → ``query_to_rows``. Verified against
 the official code's outputs (tests/data/boq_resnet50, boq_dinov2, see their READMEs).
+
+Training (commit 1a4965ea ``train.py``: ``unfreeze_n_blocks=2`` for either backbone; ``src/backbones.py``):
+from ``--backbone`` alone (``zoo.models._trunks``), when the trunk starts from pretrained weights all of it
+is frozen but its last 2 blocks — DINOv2's last 2 transformer blocks (its final norm, unused, stays
+frozen), or of the ResNet's [conv1, bn1, relu, maxpool, layer1, layer2, layer3] layer2 and layer3. The
+projection takes the trunk's channels; any timm CNN (cut after stage 3) or ViT with a class token works.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.api import ModelConfig, create_backbone, option
-from zoo.models._dinov2 import TIMM_NAMES, create_dinov2, official_dinov2_state
+from vpr_bench.api import ModelConfig, TrainedParts, option
+from zoo.models._dinov2 import TIMM_NAMES, official_dinov2_state
+from zoo.models._trunks import chosen_backbone, cnn_trunk, freeze_all_but_last, freeze_vit, is_vit, vit_trunk
 from zoo.published import (
     MSLS_CHALLENGE,
     MSLS_VAL,
@@ -59,11 +66,20 @@ RELEASE = "https://github.com/amaralibey/Bag-of-Queries/releases/download/v1.0/"
 
 @dataclass(frozen=True)
 class BoQOptions:
-    backbone: str = option("dinov2_vitb14", f"{', '.join(TIMM_NAMES)} or {', '.join(RESNETS)} (to layer3)")
+    backbone: str = option(
+        "dinov2_vitb14",
+        f"{', '.join(TIMM_NAMES)} or {', '.join(RESNETS)} (to layer3) (a file decides it; else --backbone)",
+    )
     channels: int = option(384, "channels of the 3×3 projection (descriptor = channels × rows)")
     queries: int = option(64, "learnable queries per block")
     blocks: int = option(2, "BoQ blocks")
     rows: int = option(32, "rows the blocks' query outputs are mixed into")
+    unfreeze_n_blocks: int = option(
+        2,
+        "training: the trunk's last N blocks train when it starts from pretrained weights, the rest stays "
+        "frozen (DINOv2: transformer blocks; ResNet to layer3: of conv1, bn1, relu, maxpool, layer1-3)",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         if self.backbone not in (*TIMM_NAMES, *RESNETS):
@@ -236,16 +252,26 @@ def input_size_of_file(settings: dict) -> dict:
     BoQOptions,
     convert_official,
     file_settings=input_size_of_file,
+    trained_parts=TrainedParts(
+        trains="the trunk's last unfreeze_n_blocks=2 blocks (DINOv2: its last 2 transformer blocks; ResNet "
+        "cut after layer3: layer2, layer3) and the BoQ aggregator",
+        frozen="the rest of the trunk when it starts from pretrained weights (DINOv2: patch embedding, class "
+        "token, position embedding, the earlier blocks, the unused final norm; ResNet: conv1, bn1, layer1); "
+        "ResNet layer4 cropped",
+        source="amaralibey/Bag-of-Queries 1a4965e: train.py (unfreeze_n_blocks=2; training at 224×224 for "
+        "DINOv2, 320×320 for ResNet), src/backbones.py",
+    ),
+    # the paper's model is DINOv2's; the demo keeps the preset's small ResNet-18 (to layer3) at 48×64
+    presets={"paper": {"model.backbone": "dinov2_vitb14"}, "demo": {"data.image_size": (48, 64)}},
 )
 def boq(cfg: ModelConfig, options: BoQOptions) -> BoQNet:
-    if options.backbone in TIMM_NAMES:
-        backbone, facts = create_dinov2(
-            options.backbone, cfg.pretrained, cfg.pretrained_file, final_norm=False
-        )
+    name = chosen_backbone(cfg, options)
+    if is_vit(name):
+        backbone, facts = vit_trunk(name, cfg, final_norm=False, method="boq")
+        freeze_vit(backbone, options.unfreeze_n_blocks, facts, train_norm=False)  # its final norm is unused
     else:
-        # torchvision's ImageNet weights, as the official ResNet backbone loads them
-        backbone, facts = create_backbone(
-            f"{options.backbone}.tv_in1k", cfg.pretrained, cfg.pretrained_file, out_index=3
-        )
+        # a ResNet cut after layer3 (crop_last_block=True), torchvision's ImageNet weights as theirs
+        backbone, facts = cnn_trunk(name, 3, cfg, "boq")
+        freeze_all_but_last(backbone, options.unfreeze_n_blocks, facts)
     aggregator = BoQ(facts["channels"], options.channels, options.queries, options.blocks, options.rows)
     return BoQNet(backbone, aggregator, {k: facts[k] for k in ("weights", "mean", "std")})

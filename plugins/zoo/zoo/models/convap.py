@@ -17,6 +17,10 @@ Their files (``resnet50_ConvAP_512_2x2.ckpt``…) are plain state dicts of ``VPR
 timm does (torchvision's names, so ``--pretrained`` works). The file decides the ResNet and where it is cut
 and C; the pooling grid holds no weights, so a state dict cannot tell it: every released file is 2×2 (their
 names say so), the default here.
+
+Training (``main.py``: ``layers_to_freeze=2``, ``layers_to_crop=[]``, ConvAP 2×2 at 320×320): from
+``--backbone`` alone (``zoo.models._trunks``), conv1, bn1, layer1 and layer2 frozen when the trunk starts
+from pretrained weights; channel_pool takes the trunk's channels; any input size.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.api import ModelConfig, option
-from zoo.models._resnet import RESNET_BLOCKS, renamed_trunk, resnet_layout, resnet_trunk
+from vpr_bench.api import ModelConfig, TrainedParts, option
+from zoo.models._resnet import RESNET_BLOCKS, renamed_trunk, resnet_layout
+from zoo.models._trunks import chosen_backbone, cnn_trunk, freeze_stages
 from zoo.published import (
     MSLS_VAL,
     NORDLAND_1,
@@ -92,11 +97,19 @@ CONVAP = Published(
 
 @dataclass(frozen=True)
 class ConvAPOptions:
-    backbone: str = option("resnet50", "torchvision ResNet trunk: resnet18/34/50/101/152 (a file decides it)")
+    backbone: str = option(
+        "resnet50", "torchvision ResNet trunk: resnet18/34/50/101/152 (a file decides it; else --backbone)"
+    )
     last_layer: int = option(4, "the trunk ends after layer<N> (official 4: stride 32; a file decides it)")
     out_channels: int = option(512, "channels C of the 1×1 convolution (a file decides it)")
     s1: int = option(2, "rows of the average-pooling grid (released files: 2)")
     s2: int = option(2, "columns of the average-pooling grid (released files: 2); descriptor = C·s1·s2")
+    layers_to_freeze: int = option(
+        2,
+        "training: the trunk's stages 0..N stay frozen when it starts from pretrained weights (ResNet 0: "
+        "conv1, bn1; 1: +layer1; 2: +layer2, the paper's); -1: none",
+        minimum=-1,
+    )
 
     def __post_init__(self):
         if self.backbone not in RESNET_BLOCKS:
@@ -148,9 +161,19 @@ def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     CONVAP,
     ConvAPOptions,
     convert,
+    trained_parts=TrainedParts(
+        trains="layer3 and layer4 of the ResNet trunk and the 1×1 channel_pool convolution",
+        frozen="conv1, bn1, layer1, layer2 (layers_to_freeze=2) when the trunk starts from pretrained "
+        "weights (their BatchNorm statistics still update, as in the official code); nothing cropped "
+        "(last_layer=4)",
+        source="amaralibey/gsv-cities 77ffffc: main.py (layers_to_freeze=2, layers_to_crop=[], ConvAP "
+        "2×2, 320×320), models/backbones/resnet.py; amaralibey/MixVPR 4043915 models/aggregators/convap.py",
+    ),
+    presets={"demo": {"data.image_size": (48, 64)}},  # a small demo: ResNet-18 gives 2×2 maps
 )
 def convap(cfg: ModelConfig, options: ConvAPOptions) -> ConvAPNet:
-    backbone, facts = resnet_trunk(options.backbone, options.last_layer, cfg.pretrained, cfg.pretrained_file)
+    backbone, facts = cnn_trunk(chosen_backbone(cfg, options), options.last_layer, cfg, "convap")
+    freeze_stages(backbone, options.layers_to_freeze, facts)
     model = ConvAPNet(backbone, facts["channels"], options)
     model.backbone_facts = {k: facts[k] for k in ("weights", "mean", "std")}
     return model

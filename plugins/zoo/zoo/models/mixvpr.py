@@ -19,6 +19,10 @@ Their files (``resnet50_MixVPR_4096_channels(1024)_rows(4).ckpt``…) are plain 
 ``aggregator.channel_proj``, ``aggregator.row_proj``. Ours name the trunk as timm does (torchvision's names,
 so ``--pretrained`` works) and the mixers by role. The file decides the ResNet and where it is cut, the
 number of cells, the mixers' depth and width, out_channels and out_rows.
+
+Training (``main.py``: ``layers_to_freeze=2``, ``layers_to_crop=[4]``, in_h = in_w = 20 at 320×320): from
+``--backbone`` alone (``zoo.models._trunks``), conv1, bn1, layer1 and layer2 frozen when the trunk starts
+from pretrained weights; channel_proj takes the trunk's channels; map_cells must equal the map's h·w.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.api import CheckpointError, ConfigError, ModelConfig, option
-from zoo.models._resnet import RESNET_BLOCKS, renamed_trunk, resnet_layout, resnet_trunk
+from vpr_bench.api import CheckpointError, ConfigError, ModelConfig, TrainedParts, option
+from zoo.models._resnet import RESNET_BLOCKS, renamed_trunk, resnet_layout
+from zoo.models._trunks import chosen_backbone, cnn_trunk, freeze_stages
 from zoo.published import MSLS_VAL, PITTS30K, PITTS250K, OfficialFile, Published, register_published, reported
 
 TRUNK = "backbone.model."  # the authors' prefix of the torchvision ResNet
@@ -77,9 +82,20 @@ MIXVPR = Published(
 )
 
 
+TRAINED_PARTS = TrainedParts(
+    trains="layer3 of the ResNet trunk (the last stage kept), the feature mixers, channel_proj and row_proj",
+    frozen="conv1, bn1, layer1, layer2 (layers_to_freeze=2) when the trunk starts from pretrained weights "
+    "(their BatchNorm statistics still update, as in the official code); layer4 cropped (last_layer=3)",
+    source="amaralibey/MixVPR 4043915: main.py (layers_to_freeze=2, layers_to_crop=[4], in_h=in_w=20 at "
+    "320×320), models/backbones/resnet.py",
+)
+
+
 @dataclass(frozen=True)
 class MixVPROptions:
-    backbone: str = option("resnet50", "torchvision ResNet trunk: resnet18/34/50/101/152 (a file decides it)")
+    backbone: str = option(
+        "resnet50", "torchvision ResNet trunk: resnet18/34/50/101/152 (a file decides it; else --backbone)"
+    )
     last_layer: int = option(3, "the trunk ends after layer<N> (official 3: stride 16; a file decides it)")
     map_cells: int = option(
         400, "cells h·w of the trunk's map the mixers take (20×20 at 320×320; a file decides)"
@@ -89,6 +105,12 @@ class MixVPROptions:
     out_channels: int = option(1024, "channel_proj's output channels (a file decides it)")
     out_rows: int = option(
         4, "row_proj's output rows; descriptor = out_channels·out_rows (a file decides it)"
+    )
+    layers_to_freeze: int = option(
+        2,
+        "training: the trunk's stages 0..N stay frozen when it starts from pretrained weights (ResNet 0: "
+        "conv1, bn1; 1: +layer1; 2: +layer2, the paper's); -1: none",
+        minimum=-1,
     )
 
     def __post_init__(self):
@@ -143,7 +165,7 @@ class MixVPRNet(nn.Module):
             raise ConfigError(
                 f"mixvpr's mixers take {self.map_cells}-cell feature maps; this input gives "
                 f"{height}×{width}: evaluate at the size the file was trained for (official: --image-size "
-                f"{side}x{side})"
+                f"{side}x{side}), or build it for this size with --model-option map_cells={height * width}"
             )
         mixed = self.mixers(features.flatten(2))  # (B, C, h·w)
         projected = self.channel_proj(mixed.transpose(1, 2))  # (B, h·w, out_channels)
@@ -195,9 +217,14 @@ def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     MIXVPR,
     MixVPROptions,
     convert,
+    trained_parts=TRAINED_PARTS,
+    # a small demo: ResNet-18 to layer3 at 48×64 gives 3×4 maps (cells follow the input: map_cells)
+    presets={"demo": {"data.image_size": (48, 64), "model.options": {"map_cells": 12}}},
 )
 def mixvpr(cfg: ModelConfig, options: MixVPROptions) -> MixVPRNet:
-    backbone, facts = resnet_trunk(options.backbone, options.last_layer, cfg.pretrained, cfg.pretrained_file)
+    name = chosen_backbone(cfg, options)
+    backbone, facts = cnn_trunk(name, options.last_layer, cfg, "mixvpr")
+    freeze_stages(backbone, options.layers_to_freeze, facts)
     model = MixVPRNet(backbone, facts["channels"], facts["reduction"], options)
     model.backbone_facts = {k: facts[k] for k in ("weights", "mean", "std")}
     return model

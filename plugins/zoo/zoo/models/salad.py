@@ -17,6 +17,12 @@ The official files (``dino_salad.ckpt``: flat state dicts of ``VPRModel``) keep 
 which are ours; their ``backbone.model.*`` is timm's DINOv2 under ``backbone.vit.`` (``mask_token``
 dropped). The file decides the backbone width and the cluster, cluster-dimension and token sizes.
 Verified against the official code's outputs (tests/data/salad, see its README).
+
+Training (serizba/salad e5930053 ``main.py``: ``num_trainable_blocks=4``, ``norm_layer=True``, 224×224;
+``models/backbones/dinov2.py`` runs the earlier blocks under ``no_grad`` and detaches): from ``--backbone``
+alone (``zoo.models._trunks``), when the ViT starts from pretrained weights its patch embedding, tokens and
+all blocks but the last 4 are frozen; those 4, the final norm and the aggregator train. The MLPs take the
+ViT's width; any timm ViT with a class token works.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr_bench.api import ConfigError, ModelConfig, option
-from zoo.models._dinov2 import TIMM_NAMES, create_dinov2, official_dinov2_state
+from vpr_bench.api import ConfigError, ModelConfig, TrainedParts, option
+from zoo.models._dinov2 import TIMM_NAMES, official_dinov2_state
+from zoo.models._trunks import chosen_backbone, freeze_vit, vit_trunk
 from zoo.published import (
     MSLS_CHALLENGE,
     MSLS_VAL,
@@ -46,11 +53,19 @@ SINKHORN_ITERATIONS = 3
 
 @dataclass(frozen=True)
 class SALADOptions:
-    backbone: str = option("dinov2_vitb14", f"DINOv2 backbone: {', '.join(TIMM_NAMES)}")
+    backbone: str = option(
+        "dinov2_vitb14", f"DINOv2 backbone: {', '.join(TIMM_NAMES)} (a file decides it; else --backbone)"
+    )
     clusters: int = option(64, "clusters m of the optimal-transport assignment")
     cluster_dim: int = option(128, "channels of each cluster's aggregated feature")
     token_dim: int = option(256, "size of the global (class-token) feature")
     hidden: int = option(512, "hidden width of the three MLPs")
+    num_trainable_blocks: int = option(
+        4,
+        "training: the ViT's last N blocks (and its final norm) train when it starts from pretrained "
+        "weights, the rest stays frozen",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         if self.backbone not in TIMM_NAMES:
@@ -187,9 +202,27 @@ PUBLISHED = Published(
     PUBLISHED,
     SALADOptions,
     convert_official,
+    trained_parts=TrainedParts(
+        trains="the last num_trainable_blocks=4 DINOv2 blocks, its final norm and the SALAD aggregator",
+        frozen="patch embedding, class token, position embedding and the earlier blocks (ViT-B/14: 0-7) "
+        "when the trunk starts from pretrained weights",
+        source="serizba/salad e593005: main.py (num_trainable_blocks=4, norm_layer=True, training at "
+        "224×224), models/backbones/dinov2.py",
+    ),
+    # the paper's model is DINOv2's; a small demo: ViT-S/14 at 98×98 gives 7×7 = 49 patches, more than
+    # the 16 clusters of a small SALAD (it needs more patches than clusters)
+    presets={
+        "paper": {"model.backbone": "dinov2_vitb14"},
+        "demo": {
+            "model.backbone": "dinov2_vits14",
+            "data.image_size": (98, 98),
+            "model.options": {"clusters": 16, "cluster_dim": 32, "token_dim": 64, "hidden": 128},
+        },
+    },
 )
 def salad(cfg: ModelConfig, options: SALADOptions) -> SALADNet:
-    backbone, facts = create_dinov2(options.backbone, cfg.pretrained, cfg.pretrained_file, final_norm=True)
+    backbone, facts = vit_trunk(chosen_backbone(cfg, options), cfg, final_norm=True, method="salad")
+    freeze_vit(backbone, options.num_trainable_blocks, facts, train_norm=True)
     aggregator = SALAD(
         facts["channels"], options.clusters, options.cluster_dim, options.token_dim, options.hidden
     )
