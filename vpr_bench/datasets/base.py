@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -41,3 +42,26 @@ class VPRDataset:
         if options is not None and options.train_pos_radius is not None:
             loaded.train_pos_radius = options.train_pos_radius
         return loaded
+
+
+def read_columns(
+    path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = (), expected: str | None = None
+) -> dict[str, list[str]]:
+    """The named columns of a CSV with a header row, as strings (``optional`` ones where present); a
+    missing column or a row of another length ends in one line naming the file. ``expected``: what the
+    error says such files have (default: "expected <columns>")."""
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DatasetError(
+                f"{path} has no column {', '.join(missing)} (header: {','.join(header) or 'none'}); "
+                f"{expected or 'expected ' + ', '.join(columns)}"
+            )
+        rows = [row for row in reader if row]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise DatasetError(f"{path}: line {number} has {len(row)} fields, the header {len(header)}")
+    wanted = [*columns, *(c for c in optional if c in header)]
+    return {c: [row[header.index(c)] for row in rows] for c in wanted}

@@ -16,14 +16,13 @@ published recipes do.
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 import numpy as np
 
 from vpr_bench.config import DataConfig
-from vpr_bench.datasets.base import VPRDataset, dataset_root
+from vpr_bench.datasets.base import VPRDataset, dataset_root, read_columns
 from vpr_bench.datasets.places import Places
 from vpr_bench.errors import DatasetError
 from vpr_bench.registry import register_dataset
@@ -49,20 +48,7 @@ def pandas_text(values: list[str]) -> list[str]:
 
 def read_city(path: Path) -> dict[str, list[str]]:
     """The columns of one city's CSV, as text."""
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise DatasetError(
-                f"{path} has no column {', '.join(missing)} (header: {','.join(header) or 'none'}); "
-                f"GSV-Cities' Dataframes have {', '.join(COLUMNS)}"
-            )
-        rows = [row for row in reader if row]
-    for number, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise DatasetError(f"{path}: line {number} has {len(row)} fields, the header {len(header)}")
-    return {c: [row[header.index(c)] for row in rows] for c in COLUMNS}
+    return read_columns(path, COLUMNS, expected=f"GSV-Cities' Dataframes have {', '.join(COLUMNS)}")
 
 
 def image_names(columns: dict[str, list[str]], path: Path) -> tuple[np.ndarray, list[str]]:

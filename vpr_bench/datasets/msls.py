@@ -23,13 +23,12 @@ cph+sf image, about 11k queries) reads that instead, as protocol ``msls-dvg-<spl
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from vpr_bench.config import DataConfig
-from vpr_bench.datasets.base import VPRDataset, dataset_root
+from vpr_bench.datasets.base import VPRDataset, dataset_root, read_columns
 from vpr_bench.datasets.folder import FolderDataset
 from vpr_bench.datasets.split import Split
 from vpr_bench.errors import DatasetError
@@ -57,21 +56,7 @@ def read_csv(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = (
         raise DatasetError(
             f"{path} not found: MSLS keeps {path.name} beside images/ in each {path.parent.name}/"
         )
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise DatasetError(
-                f"{path} has no column {', '.join(missing)} (header: {','.join(header) or 'none'}); "
-                f"expected {', '.join(columns)}"
-            )
-        rows = [row for row in reader if row]
-    for number, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise DatasetError(f"{path}: line {number} has {len(row)} fields, the header {len(header)}")
-    wanted = [*columns, *(c for c in optional if c in header)]
-    return {c: [row[header.index(c)] for row in rows] for c in wanted}
+    return read_columns(path, columns, optional)
 
 
 def _flags(values: list[str], path: Path, column: str) -> np.ndarray:
